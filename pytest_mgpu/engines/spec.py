@@ -1,0 +1,64 @@
+"""What an engine is asked to be (`EngineSpec`) and what a running one offers (`EngineServer`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Everything that decides an engine's performance and identity.
+
+    Two tests asking for an equal spec share one running engine; baselines are keyed by it
+    (never by engine version: catching a regression across an upgrade is the point).
+    """
+
+    engine: str  # "vllm", "trtllm", "external"
+    model: str
+    tp: int = 1
+    pp: int = 1
+    n_devices: int = 1  # devices allocated to the engine (>= tp*pp, or more to reproduce idle devices)
+    device_kind: str = "cpu"  # "cuda" or "cpu"
+    extra_args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def world_size(self) -> int:
+        return self.tp * self.pp
+
+    def key(self) -> dict[str, Any]:
+        """The spec as baselines key it (model by name, not by path)."""
+        return {
+            "engine": self.engine,
+            "model": Path(self.model).name if Path(self.model).is_absolute() else self.model,
+            "tp": self.tp,
+            "pp": self.pp,
+            "n_devices": self.n_devices,
+            "device_kind": self.device_kind,
+            "extra_args": list(self.extra_args),
+        }
+
+    def label(self) -> str:
+        s = f"{self.engine} tp={self.tp} pp={self.pp} devices={self.n_devices}"
+        return s + (f" {' '.join(self.extra_args)}" if self.extra_args else "")
+
+
+@dataclass(frozen=True)
+class EngineServer:
+    """A running OpenAI-compatible server, as tests and the load generator see it."""
+
+    spec: EngineSpec
+    base_url: str  # "http://127.0.0.1:PORT"
+    model_name: str  # the name the server answers to in requests
+    devices: tuple[int, ...]  # indices into the topology, allocated to this engine
+    log_path: Path | None = None
+    pid: int | None = None
+    versions: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    startup_s: float | None = None
+    tokenizer_path: str | None = None  # local tokenizer directory, for exact-length prompts
+
+    @property
+    def n_devices(self) -> int:
+        return len(self.devices)

@@ -1,0 +1,109 @@
+"""The metric registry: every metric's unit, direction and gating policy, declared once.
+
+Direction is a first-class, tested property: TensorRT-LLM's perf gate once could not fail
+because TPOT was treated as higher-is-better. Everything that compares numbers (baseline
+gate, `assert_better`, reports) asks this registry instead of guessing from a name.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+class Direction(enum.Enum):
+    HIGHER = "higher"  # higher is better (throughput)
+    LOWER = "lower"  # lower is better (latency)
+    NONE = "none"  # bookkeeping (counts, durations): never judged
+
+    def improvement(self, before: float, after: float) -> float:
+        """Relative change oriented so that positive means better (0.1 = 10% better)."""
+        if before == 0 or self is Direction.NONE:
+            return 0.0
+        change = (after - before) / abs(before)
+        return change if self is Direction.HIGHER else -change
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    unit: str
+    direction: Direction
+    gated: bool = False  # compared against the baseline by default
+    tolerance: float = 0.10  # relative change tolerated before a verdict (0.10 = 10%)
+    description: str = ""
+
+
+_REGISTRY: dict[str, Metric] = {}
+
+
+def register(metric: Metric) -> Metric:
+    if metric.name in _REGISTRY:
+        raise ValueError(f"metric {metric.name!r} registered twice")
+    _REGISTRY[metric.name] = metric
+    return metric
+
+
+def get(name: str) -> Metric:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise KeyError(f"unknown metric {name!r}; known metrics: {known}") from None
+
+
+def all_metrics() -> Iterator[Metric]:
+    return iter(_REGISTRY.values())
+
+
+def gated_metrics() -> tuple[str, ...]:
+    return tuple(m.name for m in _REGISTRY.values() if m.gated)
+
+
+_H, _L, _N = Direction.HIGHER, Direction.LOWER, Direction.NONE
+
+# vLLM `bench serve` names, with its definitions (TPOT = (E2EL - TTFT) / (output tokens - 1);
+# ITL = gaps between streamed content chunks, pooled over requests).
+for _name, _unit, _dir in (
+    ("completed", "requests", _N),
+    ("failed", "requests", _N),
+    ("duration", "s", _N),
+    ("total_input_tokens", "tokens", _N),
+    ("total_output_tokens", "tokens", _N),
+    ("request_throughput", "req/s", _H),
+    ("output_throughput", "tok/s", _H),
+    ("total_token_throughput", "tok/s", _H),
+    ("request_goodput", "req/s", _H),
+    ("max_concurrent_requests", "requests", _N),
+):
+    register(Metric(_name, _unit, _dir))
+
+_LATENCIES = {
+    "ttft": "time to first token",
+    "tpot": "time per output token after the first",
+    "itl": "inter-token (chunk) latency",
+    "e2el": "end-to-end request latency",
+}
+for _lat, _desc in _LATENCIES.items():
+    for _stat in ("mean", "median", "std", "p90", "p99"):
+        register(
+            Metric(
+                f"{_stat}_{_lat}_ms",
+                "ms",
+                _N if _stat == "std" else _L,
+                gated=(_stat == "median" and _lat == "tpot"),
+                tolerance=0.10 if _stat in ("mean", "median") else 0.25,
+                description=f"{_stat} {_desc}",
+            )
+        )
+
+# Per-device normalisation: divided by the devices allocated to the engine, not by tp*pp,
+# so an engine that leaves devices idle pays for them.
+register(Metric("output_throughput_per_gpu", "tok/s/device", _H, gated=True, tolerance=0.10))
+register(Metric("total_token_throughput_per_gpu", "tok/s/device", _H))
+register(Metric("request_throughput_per_gpu", "req/s/device", _H))
+register(Metric("n_devices", "devices", _N))
+register(Metric("interactivity", "tok/s/user", _H, description="1000 / median TPOT"))
+register(Metric("tokens_per_joule", "tok/J", _H))
+register(Metric("mbu", "fraction", _H, description="memory-bandwidth utilisation"))

@@ -1,0 +1,42 @@
+"""pytest-mgpu's pytest hooks. Only hooks live here: the work is done by the subpackages.
+
+Each area keeps its own hooks in a `hooks` module (markers in hardware, reporting in report,
+the engine pool in engines); `pytest_configure` registers them, so this file stays a table
+of contents.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from pytest_mgpu import settings as _settings
+from pytest_mgpu.session import SESSION_KEY, MgpuSession
+
+# (module, plugin name): hook modules registered at configure time, in this order.
+_HOOK_MODULES = (
+    ("pytest_mgpu.hardware.hooks", "mgpu-hardware"),
+    ("pytest_mgpu.engines.hooks", "mgpu-engines"),
+    ("pytest_mgpu.report.hooks", "mgpu-report"),
+)
+
+pytest_plugins = ["pytest_mgpu.fixtures"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    _settings.add_options(parser)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[SESSION_KEY] = MgpuSession(config=config, settings=_settings.resolve(config))
+    for module_name, plugin_name in _HOOK_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        if not config.pluginmanager.has_plugin(plugin_name):
+            config.pluginmanager.register(module, plugin_name)

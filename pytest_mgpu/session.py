@@ -1,0 +1,53 @@
+"""Per-run state, kept in `config.stash` (never in module globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_mgpu.settings import Settings
+
+if TYPE_CHECKING:
+    from pytest_mgpu.hardware.topology import Topology
+
+
+@dataclass
+class Record:
+    """One measurement a test made, for the terminal summary and the reports."""
+
+    nodeid: str
+    result: Any  # pytest_mgpu.bench.results.BenchResult
+    verdict: Any = None  # pytest_mgpu.gate verdict, when the test checked a baseline
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MgpuSession:
+    config: pytest.Config
+    settings: Settings
+    records: list[Record] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # report entries (topology 'warn', missing baselines)
+    _topology: Topology | None = None
+    services: dict[str, Any] = field(default_factory=dict)  # engine pool, leaser: set by their owners
+
+    @property
+    def topology(self) -> Topology:
+        """This machine's topology (or the recorded one), discovered once, on first use."""
+        if self._topology is None:
+            from pytest_mgpu.hardware import discover
+
+            self._topology = discover(self.settings.device, self.settings.topology_file)
+        return self._topology
+
+
+SESSION_KEY = pytest.StashKey[MgpuSession]()
+
+
+def get_session(config: pytest.Config) -> MgpuSession:
+    """The public accessor for pytest-mgpu's state in this run."""
+    try:
+        return config.stash[SESSION_KEY]
+    except KeyError:
+        raise RuntimeError("pytest-mgpu is not configured in this run (was it disabled with -p no:mgpu?)") from None

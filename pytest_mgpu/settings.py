@@ -1,0 +1,197 @@
+"""Options, resolved once at configure time into a frozen `Settings`.
+
+Every option exists three ways, with this precedence: command line `--mgpu-x`, then the
+environment `PYTEST_MGPU_X`, then ini `mgpu_x`, then the default. Each option's help text
+is written once, here, and reused for the ini key. A bad value is a `pytest.UsageError`
+that names where the value came from.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ENGINES = ("vllm", "trtllm", "external")
+DEVICE_MODES = ("auto", "cuda", "cpu")
+MISSING_POLICIES = ("warn", "skip", "fail")
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _positive_float(value: str) -> float:
+    x = float(value)
+    if not math.isfinite(x) or x <= 0:
+        raise ValueError("expected a positive number")
+    return x
+
+
+def _fraction(value: str) -> float:
+    x = float(value.rstrip("%")) / (100 if value.endswith("%") else 1)
+    if not 0 < x < 10:
+        raise ValueError("expected a relative tolerance such as 0.1 or 10%")
+    return x
+
+
+def _positive_int(value: str) -> int:
+    x = int(value)
+    if x < 1:
+        raise ValueError("expected an integer >= 1")
+    return x
+
+
+def _bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _split_args(value: str) -> tuple[str, ...]:
+    import shlex
+
+    return tuple(shlex.split(value))
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # settings field; CLI --mgpu-<name with dashes>, ini mgpu_<name>, env PYTEST_MGPU_<NAME>
+    help: str
+    parse: Callable[[str], Any]
+    default: Any
+    metavar: str | None = None
+    flag: bool = False  # store_true on the command line
+
+    @property
+    def cli(self) -> str:
+        return "--mgpu-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "mgpu_" + self.name
+
+    @property
+    def env(self) -> str:
+        return "PYTEST_MGPU_" + self.name.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("engine", "Inference engine the fixtures start: vllm, trtllm, or external (see --mgpu-base-url)",
+           _choice(ENGINES), "vllm", "NAME"),
+    Option("model", "Model directory or hub id (default: the tiny model bundled with pytest-mgpu)",
+           str, None, "MODEL"),
+    Option("device", "Device kind: cuda, cpu (one core group per rank), or auto (cuda when NVML sees GPUs)",
+           _choice(DEVICE_MODES), "auto", "KIND"),
+    Option("base_url", "URL of an externally run OpenAI-compatible server (with --mgpu-engine external)",
+           str, None, "URL"),
+    Option("external_devices", "Number of devices the external server uses, for per-device metrics",
+           _positive_int, 1, "N"),
+    Option("engine_args", "Extra arguments for every engine, e.g. '--load-format dummy' (part of the spec)",
+           _split_args, (), "ARGS"),
+    Option("baselines", "Directory of stored baselines", Path, Path("baselines"), "DIR"),
+    Option("update_baselines", "Record measurements as the new baselines instead of comparing",
+           _bool, False, flag=True),
+    Option("missing_baseline", "What a missing baseline means: warn (pass, say so), skip, or fail",
+           _choice(MISSING_POLICIES), "warn", "POLICY"),
+    Option("tolerance", "Relative change tolerated on gated metrics, e.g. 0.1 or 10% (default: per metric)",
+           _fraction, None, "FRACTION"),
+    Option("repeats", "Repeats of each workload for gated measurements", _positive_int, 3, "N"),
+    Option("report", "Write a JSON report of every measurement and verdict to PATH", Path, None, "PATH"),
+    Option("summary", "Write a Markdown summary to PATH (default: $GITHUB_STEP_SUMMARY when set)",
+           Path, None, "PATH"),
+    Option("topology_file", "Use a recorded topology (JSON or `nvidia-smi topo -m` text) instead of this machine",
+           Path, None, "PATH"),
+    Option("lock_dir", "Directory of per-device lock files shared by every pytest process on this machine",
+           Path, None, "DIR"),
+    Option("start_timeout", "Seconds an engine may take to become healthy", _positive_float, 600.0, "SECONDS"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    engine: str
+    model: str | None
+    device: str
+    base_url: str | None
+    external_devices: int
+    engine_args: tuple[str, ...]
+    baselines: Path
+    update_baselines: bool
+    missing_baseline: str
+    tolerance: float | None
+    repeats: int
+    report: Path | None
+    summary: Path | None
+    topology_file: Path | None
+    lock_dir: Path | None
+    start_timeout: float
+
+    def describe(self) -> str:
+        return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mgpu", "multi-GPU LLM inference performance (pytest-mgpu)")
+    for opt in OPTIONS:
+        env_help = f" [env {opt.env}, ini {opt.ini}]"
+        if opt.flag:
+            group.addoption(opt.cli, action="store_true", default=None, dest="mgpu_" + opt.name,
+                            help=opt.help + env_help)
+        else:
+            group.addoption(opt.cli, default=None, dest="mgpu_" + opt.name, metavar=opt.metavar,
+                            help=opt.help + env_help)
+        parser.addini(opt.ini, opt.help, type="string", default=None)
+
+
+def resolve(config: pytest.Config) -> Settings:
+    """Resolve every option with CLI > env > ini > default precedence."""
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        raw: Any = config.getoption("mgpu_" + opt.name)
+        where = f"command line {opt.cli}"
+        if raw is None and opt.env in os.environ:
+            raw, where = os.environ[opt.env], f"environment variable {opt.env}"
+        if raw is None:
+            ini = config.getini(opt.ini)
+            if ini not in (None, "", []):
+                raw, where = ini, f"ini option {opt.ini} in {config.inipath}"
+        if raw is None:
+            values[opt.name] = opt.default
+            continue
+        if opt.flag and raw is True:
+            values[opt.name] = True
+            continue
+        try:
+            values[opt.name] = opt.parse(str(raw))
+        except ValueError as exc:
+            raise pytest.UsageError(f"pytest-mgpu: invalid value {raw!r} for {where}: {exc}") from None
+    settings = Settings(**values)
+    _check_combinations(settings)
+    return settings
+
+
+def _check_combinations(s: Settings) -> None:
+    if s.engine == "external" and not s.base_url:
+        raise pytest.UsageError(
+            "pytest-mgpu: --mgpu-engine external needs --mgpu-base-url (the server to measure), "
+            "e.g. --mgpu-base-url http://127.0.0.1:8000"
+        )
+    if s.base_url and s.engine != "external":
+        raise pytest.UsageError(
+            f"pytest-mgpu: --mgpu-base-url is only used with --mgpu-engine external (engine is {s.engine!r}); "
+            "add --mgpu-engine external or drop --mgpu-base-url"
+        )
