@@ -1,0 +1,154 @@
+"""How each engine is started: a registry of launchers that turn a spec into a `LaunchPlan`.
+
+A launcher only builds the command line and environment (unit-testable without the engine);
+`process.EngineProcess` runs it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_mgpu.engines.process import EngineStartError, LaunchPlan
+from pytest_mgpu.engines.spec import EngineSpec
+from pytest_mgpu.hardware.topology import Device
+
+TINY_MODEL = Path(__file__).with_name("tiny_model")
+WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
+
+# Multi-GPU hosts of our CI keep NVLink multicast off; passed to every engine unless the caller overrides.
+CUDA_DEFAULT_ENV = {
+    "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+    "NCCL_NVLS_ENABLE": "0",
+    "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
+    "NVSHMEM_DISABLE_NVLS": "1",
+}
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    spec: EngineSpec
+    devices: tuple[Device, ...]  # the devices allocated to the engine (len == spec.n_devices)
+    port: int
+    host: str = "127.0.0.1"
+
+    @property
+    def served_name(self) -> str:
+        return served_model_name(self.spec.model)
+
+
+def served_model_name(model: str) -> str:
+    """The name the server answers to: a local directory's name, or the hub id as given."""
+    path = Path(model)
+    return path.name if path.is_dir() else model
+
+
+def has_weights(model: str) -> bool:
+    path = Path(model)
+    return not path.is_dir() or any(next(path.glob(g), None) for g in WEIGHT_GLOBS)
+
+
+def _require_module(module: str, extra: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise EngineStartError(
+            f"the Python module {module!r} is not installed in {sys.executable}; expected it for this engine. "
+            f'Install it with: pip install "pytest-mgpu[{extra}]" (or run `make test`, which sets up .venv).'
+        )
+
+
+def _vllm_args(req: LaunchRequest) -> list[str]:
+    spec = req.spec
+    args = [
+        "--model", spec.model,
+        "--served-model-name", req.served_name,
+        "--host", req.host,
+        "--port", str(req.port),
+        "--tensor-parallel-size", str(spec.tp),
+        "--pipeline-parallel-size", str(spec.pp),
+    ]
+    if not has_weights(spec.model) and "--load-format" not in spec.extra_args:
+        args += ["--load-format", "dummy"]  # a weightless model such as the bundled tiny one
+    return args + list(spec.extra_args)
+
+
+def vllm_cpu_plan(req: LaunchRequest) -> LaunchPlan:
+    """vLLM's CPU build: one core group per rank through VLLM_CPU_OMP_THREADS_BIND.
+
+    Ranks take the first tp*pp allocated groups; groups beyond those stay idle, exactly as
+    GPUs beyond tp*pp do when every GPU is visible to a TP=1 engine.
+    """
+    _require_module("vllm", "vllm-cpu")
+    ranks = req.devices[: req.spec.world_size]
+    bind = "|".join(",".join(map(str, d.cpus)) for d in ranks)
+    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *_vllm_args(req)]
+    if req.spec.world_size > 1 and "--distributed-executor-backend" not in req.spec.extra_args:
+        argv += ["--distributed-executor-backend", "mp"]
+    if "--max-model-len" not in req.spec.extra_args:
+        argv += ["--max-model-len", "2048"]
+    env = {
+        "VLLM_CPU_OMP_THREADS_BIND": bind,
+        "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB: the default takes a large share of NUMA node 0
+        "VLLM_TARGET_DEVICE": "cpu",
+    }
+    return LaunchPlan(argv=tuple(argv), env={**env, **dict(req.spec.env)},
+                      health_url=f"http://{req.host}:{req.port}/health")
+
+
+def vllm_cuda_plan(req: LaunchRequest) -> LaunchPlan:
+    """vLLM's CUDA build: `vllm serve` when its console script exists, else the same server as a module."""
+    exe = shutil.which("vllm")
+    if exe:
+        argv = [exe, "serve", req.spec.model, *_vllm_args(req)[2:]]
+    else:
+        _require_module("vllm", "vllm")
+        argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *_vllm_args(req)]
+    env = {**CUDA_DEFAULT_ENV, "CUDA_VISIBLE_DEVICES": ",".join(d.uuid or str(d.index) for d in req.devices)}
+    return LaunchPlan(argv=tuple(argv), env={**env, **dict(req.spec.env)},
+                      health_url=f"http://{req.host}:{req.port}/health")
+
+
+def trtllm_plan(req: LaunchRequest) -> LaunchPlan:
+    """`trtllm-serve MODEL --backend pytorch --tp_size T --pp_size P` (TensorRT-LLM's documented flags)."""
+    if req.spec.device_kind != "cuda":
+        raise EngineStartError(
+            "TensorRT-LLM runs only on NVIDIA GPUs; this run uses CPU devices. "
+            "Use --mgpu-engine vllm on CPU machines, or run on a GPU host with --mgpu-device cuda."
+        )
+    exe = shutil.which("trtllm-serve")
+    if exe is None:
+        raise EngineStartError(
+            'trtllm-serve is not on PATH; install TensorRT-LLM (pip install "pytest-mgpu[trtllm]") on a GPU host.'
+        )
+    argv = [
+        exe, req.spec.model, "--host", req.host, "--port", str(req.port), "--backend", "pytorch",
+        "--tp_size", str(req.spec.tp), "--pp_size", str(req.spec.pp), *req.spec.extra_args,
+    ]
+    env = {**CUDA_DEFAULT_ENV, "CUDA_VISIBLE_DEVICES": ",".join(d.uuid or str(d.index) for d in req.devices)}
+    return LaunchPlan(argv=tuple(argv), env={**env, **dict(req.spec.env)},
+                      health_url=f"http://{req.host}:{req.port}/health")
+
+
+Planner = Callable[[LaunchRequest], LaunchPlan]
+
+# (engine, device kind) -> planner. "external" has no lifecycle and no planner.
+LAUNCHERS: dict[tuple[str, str], Planner] = {
+    ("vllm", "cpu"): vllm_cpu_plan,
+    ("vllm", "cuda"): vllm_cuda_plan,
+    ("trtllm", "cuda"): trtllm_plan,
+    ("trtllm", "cpu"): trtllm_plan,
+}
+
+
+def plan_for(req: LaunchRequest) -> LaunchPlan:
+    try:
+        planner = LAUNCHERS[(req.spec.engine, req.spec.device_kind)]
+    except KeyError:
+        known = ", ".join(f"{e} on {k}" for e, k in LAUNCHERS)
+        raise EngineStartError(
+            f"no launcher for engine {req.spec.engine!r} on {req.spec.device_kind}; known: {known}"
+        ) from None
+    return planner(req)

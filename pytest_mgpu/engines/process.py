@@ -1,0 +1,190 @@
+"""Engine process lifecycle: its own session, health polling with crash detection, group teardown.
+
+vLLM starts an API server, an engine core and one worker per rank; a teardown that kills only
+the first leaves the rest holding memory and devices (vLLM PR #37230). So the engine runs as
+the leader of a new session, teardown signals the whole process group, waits, kills, and
+then verifies through /proc that nothing of that session survives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class EngineError(Exception):
+    """An engine could not be started or stopped; the message says what to do."""
+
+
+class EngineStartError(EngineError):
+    pass
+
+
+class EngineTeardownError(EngineError):
+    pass
+
+
+LOG_TAIL_LINES = 25
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel just handed out as free (bind to 0), for the engine to take next."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise EngineStartError(
+                f"port {port} on {host} is already in use ({exc.strerror}); expected a free port for the engine. "
+                "Stop whatever listens there, or let pytest-mgpu pick a port (do not pass one)."
+            ) from None
+
+
+def session_members(sid: int) -> list[int]:
+    """Pids whose session id is `sid` (the engine and every descendant that did not setsid)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # fields after the parenthesised command: state ppid pgrp session ...
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 3 and int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(entry))
+    return pids
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What to run for one engine: argv, extra environment, and where its health answers."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    health_url: str
+    cwd: str | None = None
+
+
+class EngineProcess:
+    """One engine process group. Use `start()`, then `stop()` on every path (it is idempotent)."""
+
+    def __init__(self, plan: LaunchPlan, log_path: Path) -> None:
+        self.plan = plan
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.startup_s: float | None = None
+        self.stop_s: float | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout_s: float) -> None:
+        """Spawn and wait until healthy; on any failure the group is torn down before raising."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.plan.env}
+        t0 = time.monotonic()
+        with open(self.log_path, "ab") as log:
+            log.write(f"$ {' '.join(self.plan.argv)}\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                self.plan.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, cwd=self.plan.cwd, start_new_session=True,
+            )
+        try:
+            self._wait_healthy(t0, timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.monotonic() - t0
+
+    def _wait_healthy(self, t0: float, timeout_s: float) -> None:
+        assert self._proc is not None
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                raise EngineStartError(
+                    f"the engine exited with code {code} while starting, after {time.monotonic() - t0:.0f} s; "
+                    f"expected it to answer {self.plan.health_url}.\n"
+                    f"Last lines of its log {self.log_path}:\n{log_tail(self.log_path)}"
+                )
+            if self._healthy():
+                return
+            if time.monotonic() - t0 > timeout_s:
+                raise EngineStartError(
+                    f"the engine did not become healthy within {timeout_s:.0f} s (--mgpu-start-timeout); "
+                    f"it is still running but {self.plan.health_url} does not answer 200.\n"
+                    f"Last lines of its log {self.log_path}:\n{log_tail(self.log_path)}"
+                )
+            time.sleep(0.5)
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.plan.health_url, timeout=2) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    def healthy(self) -> bool:
+        return self.alive() and self._healthy()
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """SIGTERM the group, wait, SIGKILL it, then verify that no member survives."""
+        if self._proc is None:
+            return
+        t0 = time.monotonic()
+        sid = self._proc.pid  # a session leader's pid is its session id and its group id
+        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(sid, sig)
+            for pid in session_members(sid):  # members that moved to another group
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and session_members(sid):
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(timeout=0.05)
+                time.sleep(0.1)
+            if not session_members(sid):
+                break
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=1)
+        survivors = session_members(sid)
+        self._proc = None
+        self.stop_s = time.monotonic() - t0
+        if survivors:
+            raise EngineTeardownError(
+                f"engine processes {survivors} survived SIGKILL of their process group {sid}; expected none. "
+                f"Kill them by hand (kill -9 {' '.join(map(str, survivors))}) and see {self.log_path}."
+            )
+
+
+def argv_str(argv: Sequence[str]) -> str:
+    return " ".join(argv)
