@@ -148,12 +148,13 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("mgpu", "multi-GPU LLM inference performance (pytest-mgpu)")
     for opt in OPTIONS:
         env_help = f" [env {opt.env}, ini {opt.ini}]"
+        cli_help = (opt.help + env_help).replace("%", "%%")  # argparse expands % in help
         if opt.flag:
             group.addoption(opt.cli, action="store_true", default=None, dest="mgpu_" + opt.name,
-                            help=opt.help + env_help)
+                            help=cli_help)
         else:
             group.addoption(opt.cli, default=None, dest="mgpu_" + opt.name, metavar=opt.metavar,
-                            help=opt.help + env_help)
+                            help=cli_help)
         parser.addini(opt.ini, opt.help, type="string", default=None)
 
 

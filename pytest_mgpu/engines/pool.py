@@ -11,14 +11,16 @@ import contextlib
 import importlib.metadata
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from pytest_mgpu.engines.launchers import LaunchRequest, plan_for, served_model_name
-from pytest_mgpu.engines.process import EngineError, EngineProcess, EngineStartError, free_port
+from pytest_mgpu.engines.process import EngineError, EngineProcess, EngineStartError, LaunchPlan, free_port
 from pytest_mgpu.engines.spec import EngineServer, EngineSpec
-from pytest_mgpu.hardware.topology import Topology
+from pytest_mgpu.hardware.topology import Device, Topology
+
+PORT_ATTEMPTS = 3
 
 
 class DeviceLease(Protocol):
@@ -49,9 +51,15 @@ def _engine_versions(spec: EngineSpec) -> dict[str, str]:
 
 class EnginePool:
     def __init__(
-        self, topology: Topology, acquire: Acquire, log_dir: Path, start_timeout_s: float
+        self,
+        topology: Topology,
+        acquire: Acquire,
+        log_dir: Path,
+        start_timeout_s: float,
+        pick_port: Callable[[], int] = free_port,
     ) -> None:
         self.topology = topology
+        self._pick_port = pick_port
         self._acquire = acquire
         self.log_dir = log_dir
         self.start_timeout_s = start_timeout_s
@@ -97,9 +105,7 @@ class EnginePool:
             devices = tuple(self.topology.devices[i] for i in lease.devices)
             self._counter += 1
             log_path = self.log_dir / f"engine-{self._counter:02d}-{spec.engine}-tp{spec.tp}-pp{spec.pp}.log"
-            plan = plan_for(LaunchRequest(spec=spec, devices=devices, port=free_port()))
-            process = EngineProcess(plan, log_path)
-            process.start(self.start_timeout_s)
+            plan, process = self._spawn(spec, devices, log_path)
         except BaseException:
             lease.release()
             raise
@@ -118,6 +124,21 @@ class EnginePool:
         self._running[spec] = _Running(server, process, lease)
         self.events.append(f"started {spec.label()} on devices {lease.devices} in {process.startup_s:.1f} s")
         return server
+
+    def _spawn(self, spec: EngineSpec, devices: tuple[Device, ...], log_path: Path) -> tuple[LaunchPlan, EngineProcess]:
+        """Start on a free port; a port taken between choosing and binding it is retried on another."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            port = self._pick_port()
+            plan = plan_for(LaunchRequest(spec=spec, devices=devices, port=port))
+            process = EngineProcess(plan, log_path)
+            try:
+                process.start(self.start_timeout_s)
+                return plan, process
+            except EngineStartError as exc:
+                if "address already in use" not in str(exc).lower() or attempt == PORT_ATTEMPTS:
+                    raise
+                self.events.append(f"port {port} was taken before {spec.label()} could bind it; retrying")
+        raise AssertionError("unreachable")
 
     def _stop(self, spec: EngineSpec) -> None:
         running = self._running.pop(spec)
@@ -145,6 +166,3 @@ class EnginePool:
     @property
     def servers(self) -> tuple[EngineServer, ...]:
         return tuple(r.server for r in self._running.values())
-
-    def with_timings(self, server: EngineServer) -> EngineServer:
-        return replace(server)
