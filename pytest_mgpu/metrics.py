@@ -2,7 +2,13 @@
 
 Direction is a first-class, tested property: TensorRT-LLM's perf gate once could not fail
 because TPOT was treated as higher-is-better. Everything that compares numbers (baseline
-gate, `assert_better`, reports) asks this registry instead of guessing from a name.
+gate, `assert_better`, `assert_slo`, reports) asks this registry instead of guessing from
+a name.
+
+Gated by default: per-device output throughput and median TPOT, the two numbers a
+regression gate can hold steady with three repeats. Tails (p90/p99) move with a single
+slow request, so they are informational unless a test names them in `check(metrics=...)`,
+and then they get a looser default tolerance.
 """
 
 from __future__ import annotations
@@ -24,6 +30,19 @@ class Direction(enum.Enum):
         change = (after - before) / abs(before)
         return change if self is Direction.HIGHER else -change
 
+    def satisfies(self, value: float, limit: float) -> bool:
+        """Whether `value` is at least as good as `limit` (an SLO bound, or a required level)."""
+        if self is Direction.HIGHER:
+            return value >= limit
+        if self is Direction.LOWER:
+            return value <= limit
+        raise ValueError("a metric without a direction cannot be held to a limit")
+
+    @property
+    def bound_word(self) -> str:
+        """How a limit on such a metric reads: '>=' for throughput, '<=' for latency."""
+        return {"higher": ">=", "lower": "<=", "none": "?"}[self.value]
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -35,12 +54,21 @@ class Metric:
     description: str = ""
 
 
+class UnknownMetricError(KeyError):
+    """A metric name the registry does not know (a typo in a test, usually)."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
 _REGISTRY: dict[str, Metric] = {}
 
 
 def register(metric: Metric) -> Metric:
     if metric.name in _REGISTRY:
         raise ValueError(f"metric {metric.name!r} registered twice")
+    if not 0 < metric.tolerance < 10:
+        raise ValueError(f"metric {metric.name!r}: tolerance {metric.tolerance} is not a relative change")
     _REGISTRY[metric.name] = metric
     return metric
 
@@ -50,7 +78,19 @@ def get(name: str) -> Metric:
         return _REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
-        raise KeyError(f"unknown metric {name!r}; known metrics: {known}") from None
+        raise UnknownMetricError(f"unknown metric {name!r}; known metrics: {known}") from None
+
+
+def judged(name: str) -> Metric:
+    """The metric, insisting that it has a direction (the ones a gate or an assertion can judge)."""
+    metric = get(name)
+    if metric.direction is Direction.NONE:
+        judgeable = ", ".join(sorted(m.name for m in _REGISTRY.values() if m.direction is not Direction.NONE))
+        raise UnknownMetricError(
+            f"metric {name!r} has no better direction (it is bookkeeping), so it cannot be compared; "
+            f"use one of: {judgeable}"
+        )
+    return metric
 
 
 def all_metrics() -> Iterator[Metric]:

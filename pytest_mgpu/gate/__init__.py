@@ -1,0 +1,1 @@
+"""The regression gate: baseline store, statistics, verdicts and assertions."""

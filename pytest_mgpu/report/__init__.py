@@ -1,0 +1,1 @@
+"""Reports: terminal summary, JSON, Markdown, pytest-benchmark export, plots."""

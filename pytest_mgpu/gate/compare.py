@@ -1,0 +1,195 @@
+"""Verdicts: one measurement against one stored baseline entry, metric by metric.
+
+A metric's verdict:
+- `regression`: the median moved the bad way beyond the tolerance AND the one-sided rank
+  test is significant (see `stats` for why both, and the defaults);
+- `noise`: beyond the tolerance the bad way, but not significant: reported, not failed;
+- `improvement`: beyond the tolerance the good way (the hint says to refresh the baseline);
+- `pass`: within the tolerance;
+- `new`: nothing to compare with (no baseline, or no finite samples on a side).
+A check's verdict is the worst of its metrics' (regression > noise > improvement > pass),
+`new` when there was no baseline entry, `recorded` under --mgpu-update-baselines.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_mgpu import metrics as _metrics
+from pytest_mgpu.gate import stats
+from pytest_mgpu.gate.store import Entry
+
+UPDATE_HINT = "refresh the baseline with --mgpu-update-baselines"
+
+
+class Outcome(enum.Enum):
+    PASS = "pass"
+    REGRESSION = "regression"
+    IMPROVEMENT = "improvement"
+    NOISE = "noise"
+    NEW = "new"
+    RECORDED = "recorded"
+
+    @property
+    def failed(self) -> bool:
+        return self is Outcome.REGRESSION
+
+
+# Worst first: the check's outcome is the first of these that any metric has.
+_SEVERITY = (Outcome.REGRESSION, Outcome.NOISE, Outcome.IMPROVEMENT, Outcome.NEW, Outcome.PASS)
+
+
+@dataclass(frozen=True)
+class MetricVerdict:
+    metric: str
+    unit: str
+    direction: str  # "higher" / "lower" is better
+    baseline: float | None  # median of the baseline samples
+    current: float | None  # median of the new samples
+    change: float | None  # raw relative change (now - baseline) / |baseline|
+    tolerance: float
+    p_value: float | None  # one-sided, "now is worse"; None when untestable
+    outcome: Outcome
+    n_baseline: int = 0
+    n_current: int = 0
+
+    @property
+    def worse(self) -> bool:
+        """Whether the change points the bad way (whatever its size)."""
+        if self.change is None:
+            return False
+        return self.change < 0 if self.direction == "higher" else self.change > 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "unit": self.unit,
+            "direction": self.direction,
+            "baseline": _num(self.baseline),
+            "current": _num(self.current),
+            "change": _num(self.change),
+            "tolerance": self.tolerance,
+            "p_value": _num(self.p_value),
+            "outcome": self.outcome.value,
+            "n_baseline": self.n_baseline,
+            "n_current": self.n_current,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What `mgpu_baseline.check` concluded for one result."""
+
+    outcome: Outcome
+    label: str  # the configuration, e.g. "vllm tp=2 pp=1 devices=2"
+    fingerprint: str
+    metrics: tuple[MetricVerdict, ...] = ()
+    baseline_path: str | None = None
+    version_changes: tuple[str, ...] = ()  # "vllm 0.31.0 -> 0.32.0"
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome.failed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome.value,
+            "label": self.label,
+            "fingerprint": self.fingerprint,
+            "metrics": [m.to_json() for m in self.metrics],
+            "baseline_path": self.baseline_path,
+            "version_changes": list(self.version_changes),
+            "notes": list(self.notes),
+        }
+
+
+def _num(x: float | None) -> float | str | None:
+    if x is None or math.isfinite(x):
+        return x
+    return repr(x)
+
+
+def resolve_tolerances(
+    names: Iterable[str], option: float | None, override: float | Mapping[str, float] | None
+) -> dict[str, float]:
+    """Per metric: `check(tolerance=)` beats `--mgpu-tolerance` beats the registry default."""
+    result: dict[str, float] = {}
+    for name in names:
+        tol = _metrics.get(name).tolerance if option is None else option
+        if isinstance(override, Mapping):
+            tol = override.get(name, tol)
+        elif override is not None:
+            tol = override
+        if not (math.isfinite(tol) and tol >= 0):
+            raise ValueError(f"tolerance for {name} must be a relative change >= 0 (0.1 = 10%), got {tol!r}")
+        result[name] = float(tol)
+    return result
+
+
+def judge_metric(
+    name: str,
+    baseline: tuple[float, ...] | None,
+    current: tuple[float, ...],
+    tolerance: float,
+    alpha: float = stats.ALPHA,
+) -> MetricVerdict:
+    metric = _metrics.judged(name)
+    base, now = stats.finite(baseline or ()), stats.finite(current)
+
+    def verdict(before: float | None, after: float | None, rel: float | None, p: float | None,
+                outcome: Outcome) -> MetricVerdict:
+        return MetricVerdict(name, metric.unit, metric.direction.value, before, after, rel, tolerance, p,
+                             outcome, len(base), len(now))
+
+    if not base or not now:
+        return verdict(stats.median(base) if base else None, stats.median(now) if now else None,
+                       None, None, Outcome.NEW)
+    moved = stats.change(base, now, metric.direction)
+    if moved.improvement < -tolerance:
+        outcome = Outcome.REGRESSION if stats.significant(moved.p_worse, alpha) else Outcome.NOISE
+    elif moved.improvement > tolerance:
+        outcome = Outcome.IMPROVEMENT
+    else:
+        outcome = Outcome.PASS
+    return verdict(moved.baseline_median, moved.current_median, moved.relative, moved.p_worse, outcome)
+
+
+def overall(outcomes: Iterable[Outcome]) -> Outcome:
+    seen = set(outcomes)
+    return next((o for o in _SEVERITY if o in seen), Outcome.PASS)
+
+
+def version_changes(before: Mapping[str, str], after: Mapping[str, str]) -> tuple[str, ...]:
+    """Engine/library versions that differ between the baseline and now (shown, never keyed)."""
+    changed = []
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name), after.get(name)
+        if old != new:
+            changed.append(f"{name} {old or '(none)'} -> {new or '(none)'}")
+    return tuple(changed)
+
+
+def compare_entries(
+    baseline: Entry,
+    current: Entry,
+    names: Iterable[str],
+    tolerances: Mapping[str, float],
+    alpha: float = stats.ALPHA,
+) -> tuple[MetricVerdict, ...]:
+    return tuple(
+        judge_metric(n, baseline.samples.get(n), current.samples.get(n, ()), tolerances[n], alpha) for n in names
+    )
+
+
+def notes_for(outcome: Outcome) -> tuple[str, ...]:
+    if outcome is Outcome.IMPROVEMENT:
+        return (f"faster than the baseline beyond tolerance: {UPDATE_HINT}",)
+    if outcome is Outcome.NOISE:
+        return ("moved beyond tolerance the bad way, but the samples overlap (not significant): "
+                "re-run, or raise --mgpu-repeats",)
+    return ()

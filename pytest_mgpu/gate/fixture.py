@@ -1,0 +1,138 @@
+"""The object behind the `mgpu_baseline` fixture: record, or compare and fail with a table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pytest
+
+from pytest_mgpu import metrics as _metrics
+from pytest_mgpu.gate import compare
+from pytest_mgpu.gate.compare import MetricVerdict, Outcome, Verdict
+from pytest_mgpu.gate.measured import Measured, fingerprint, label
+from pytest_mgpu.gate.store import BaselineStore, Entry, entry_from_result, relative_test_path
+from pytest_mgpu.gate.table import verdict_table
+from pytest_mgpu.session import MgpuSession, Record, get_session
+
+
+class BaselineChecker:
+    """Checks results of one test against `baselines/<fingerprint>/<test path>/<test name>.json`."""
+
+    def __init__(self, session: MgpuSession, nodeid: str, test_path: Path, test_name: str,
+                 store: BaselineStore) -> None:
+        self.session = session
+        self.nodeid = nodeid
+        self.test_path = test_path
+        self.test_name = test_name
+        self.store = store
+
+    def path_for(self, result: Measured) -> Path:
+        return self.store.path_for(fingerprint(result), self.test_path, self.test_name)
+
+    def check(
+        self,
+        result: Measured,
+        metrics: Iterable[str] | None = None,
+        tolerance: float | Mapping[str, float] | None = None,
+    ) -> Verdict:
+        """Compare `result` with its stored baseline; fail the test on a regression.
+
+        `metrics` defaults to the registry's gated metrics (per-device output throughput and
+        median TPOT); `tolerance` (one number, or per metric) overrides --mgpu-tolerance,
+        which overrides the registry. Under --mgpu-update-baselines the result is recorded.
+        """
+        __tracebackhide__ = True
+        settings = self.session.settings
+        names = self._metric_names(result, metrics)
+        tolerances = compare.resolve_tolerances(names, settings.tolerance, tolerance)
+        entry = entry_from_result(result)
+        path = self.path_for(result)
+        shown = _display_path(path, self.session.config.rootpath)
+        baseline = self.store.lookup(path, entry.key)
+
+        def rows(against: Entry | None) -> tuple[MetricVerdict, ...]:
+            empty = Entry(spec={}, workload={}, samples={}, summary={})
+            return compare.compare_entries(against or empty, entry, names, tolerances)
+
+        changes = compare.version_changes(baseline.versions, entry.versions) if baseline else ()
+        if settings.update_baselines:
+            self.store.record(path, result.hardware, entry)
+            verdict = Verdict(Outcome.RECORDED, label(result), fingerprint(result), rows(baseline), shown,
+                              changes, (f"recorded as the baseline in {shown}",))
+            self._remember(result, verdict)
+            return verdict
+        if baseline is None:
+            return self._missing(result, rows(None), shown)
+        measured = rows(baseline)
+        outcome = compare.overall(m.outcome for m in measured)
+        verdict = Verdict(outcome, label(result), fingerprint(result), measured, shown, changes,
+                          compare.notes_for(outcome))
+        self._remember(result, verdict)
+        if verdict.failed:
+            pytest.fail(verdict_table(verdict), pytrace=False)
+        return verdict
+
+    def _metric_names(self, result: Measured, metrics: Iterable[str] | None) -> tuple[str, ...]:
+        names = tuple(_metrics.gated_metrics() if metrics is None else metrics)
+        if isinstance(metrics, str):
+            names = (metrics,)
+        for name in names:
+            _metrics.judged(name)
+            if name not in result.metrics:
+                have = ", ".join(sorted(result.metrics))
+                raise _metrics.UnknownMetricError(f"the result has no metric {name!r} to check; it has: {have}")
+        if not names:
+            raise ValueError("check(metrics=...) named no metrics; leave it out to check the gated ones")
+        return names
+
+    def _missing(self, result: Measured, rows: tuple[MetricVerdict, ...], shown: str) -> Verdict:
+        __tracebackhide__ = True
+        policy = self.session.settings.missing_baseline
+        message = (f"no baseline for {label(result)} on {fingerprint(result)} ({shown}); "
+                   "record one with --mgpu-update-baselines")
+        verdict = Verdict(Outcome.NEW, label(result), fingerprint(result), rows, shown, (), (message,))
+        self._remember(result, verdict)
+        if policy == "skip":
+            pytest.skip(message)
+        if policy == "fail":
+            pytest.fail(f"pytest-mgpu: {message} (--mgpu-missing-baseline fail)", pytrace=False)
+        self.session.warnings.append(f"{self.nodeid}: {message}")
+        return verdict
+
+    def _remember(self, result: Measured, verdict: Verdict) -> None:
+        """Attach the verdict to the fixture layer's record of this result, or add a record."""
+        for record in self.session.records:
+            if record.nodeid == self.nodeid and record.result is result and record.verdict is None:
+                record.verdict = verdict
+                return
+        self.session.records.append(Record(self.nodeid, result, verdict))
+
+
+def _display_path(path: Path, rootdir: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(rootdir.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def test_name_of(nodeid: str) -> str:
+    """`tests/perf/test_tp.py::TestX::test_y[a]` -> `TestX.test_y[a]` (the file is the directory)."""
+    parts = nodeid.split("::")
+    return ".".join(parts[1:]) or parts[0]
+
+
+def make_baseline_checker(request: pytest.FixtureRequest) -> BaselineChecker:
+    session = get_session(request.config)
+    rootdir = request.config.rootpath
+    root = session.settings.baselines
+    root = root if root.is_absolute() else rootdir / root
+    node = request.node
+    lock_dir = session.settings.lock_dir
+    return BaselineChecker(
+        session=session,
+        nodeid=node.nodeid,
+        test_path=relative_test_path(node.path, rootdir),
+        test_name=test_name_of(node.nodeid),
+        store=BaselineStore(root, lock_dir and lock_dir / "baselines"),
+    )
