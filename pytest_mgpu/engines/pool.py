@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from pytest_mgpu.engines.drain import nvml_memory_used, wait_drained
 from pytest_mgpu.engines.launchers import LaunchRequest, plan_for, served_model_name
 from pytest_mgpu.engines.process import EngineError, EngineProcess, EngineStartError, LaunchPlan, free_port
 from pytest_mgpu.engines.spec import EngineServer, EngineSpec
@@ -38,7 +39,18 @@ class _Running:
     server: EngineServer
     process: EngineProcess
     lease: DeviceLease
+    idle_memory: dict[str, int] = field(default_factory=dict)  # GPU uuid -> bytes used before start
     last_used: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class EngineTiming:
+    """How long an engine took to start and stop (and, on GPUs, to give its memory back)."""
+
+    label: str
+    startup_s: float
+    stop_s: float | None = None
+    drain_s: float | None = None
 
 
 def _engine_versions(spec: EngineSpec) -> dict[str, str]:
@@ -47,6 +59,11 @@ def _engine_versions(spec: EngineSpec) -> dict[str, str]:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             return {spec.engine: importlib.metadata.version(dist), "distribution": dist}
     return {}
+
+
+def _gpu_memory(devices: tuple[Device, ...]) -> dict[str, int]:
+    uuids = [d.uuid for d in devices if d.kind == "cuda" and d.uuid]
+    return nvml_memory_used(uuids) if uuids else {}
 
 
 class EnginePool:
@@ -65,6 +82,7 @@ class EnginePool:
         self.start_timeout_s = start_timeout_s
         self._running: dict[EngineSpec, _Running] = {}
         self.events: list[str] = []  # what the pool did, for the report ("replaced a dead engine")
+        self.timings: list[EngineTiming] = []
         self._counter = 0
 
     def get(self, spec: EngineSpec, prefer: tuple[int, ...] | None = None) -> EngineServer:
@@ -103,6 +121,7 @@ class EnginePool:
         lease = self._lease(spec.n_devices, prefer)
         try:
             devices = tuple(self.topology.devices[i] for i in lease.devices)
+            idle = _gpu_memory(devices)
             self._counter += 1
             log_path = self.log_dir / f"engine-{self._counter:02d}-{spec.engine}-tp{spec.tp}-pp{spec.pp}.log"
             plan, process = self._spawn(spec, devices, log_path)
@@ -121,7 +140,7 @@ class EnginePool:
             startup_s=process.startup_s,
             tokenizer_path=spec.model if Path(spec.model).is_dir() else None,
         )
-        self._running[spec] = _Running(server, process, lease)
+        self._running[spec] = _Running(server, process, lease, idle)
         self.events.append(f"started {spec.label()} on devices {lease.devices} in {process.startup_s:.1f} s")
         return server
 
@@ -142,11 +161,17 @@ class EnginePool:
 
     def _stop(self, spec: EngineSpec) -> None:
         running = self._running.pop(spec)
+        drain_s = None
         try:
             running.process.stop()
+            if running.idle_memory:
+                drain_s = wait_drained(list(running.idle_memory), running.idle_memory).seconds
         finally:
             running.lease.release()
-        self.events.append(f"stopped {spec.label()} in {running.process.stop_s or 0:.1f} s")
+            self.timings.append(EngineTiming(spec.label(), running.server.startup_s or 0.0,
+                                             running.process.stop_s, drain_s))
+        drained = f", GPU memory idle {drain_s:.1f} s later" if drain_s is not None else ""
+        self.events.append(f"stopped {spec.label()} in {running.process.stop_s or 0:.1f} s{drained}")
 
     def stop_all(self) -> None:
         """Stop every engine; raise the first teardown error after trying them all."""

@@ -1,0 +1,45 @@
+#!/bin/bash
+# The whole GPU run, on a GPU host with PyTorch 2.11, Python 3.12 and no registry, from the repo root:
+#   1. install vLLM 0.26.0's CUDA build from the bundle parts in STASH (tools/gpu/build_bundle.sh made them);
+#   2. write the Llama-3.1-8B-shaped dummy model (config + tokenizer, no weights);
+#   3. record the topology (nvidia-smi topo -m, `python -m pytest_mgpu topo`, its JSON);
+#   4. run perf_tests/gpu with --mgpu-device cuda, that model and --load-format dummy: pass 1 records the
+#      baselines, pass 2 is gated against them;
+#   5. leave every report in RESULTS (and RESULTS.tgz).
+# usage: tools/gpu/run_gpu.sh STASH RESULTS      (long: run it detached and poll RESULTS/progress.log)
+set -uo pipefail
+stash=${1:?usage: run_gpu.sh STASH RESULTS}
+results=${2:?usage: run_gpu.sh STASH RESULTS}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+mkdir -p "$results"
+log() { echo "$(date -u +%H:%M:%S) $*" | tee -a "$results/progress.log"; }
+cd "$repo"
+
+log "install bundle"
+bash tools/gpu/install_bundle.sh "$stash" >> "$results/install.log" 2>&1 || { log "install FAILED"; exit 1; }
+export PYTHONPATH=/tmp/site:$repo PYTHONUNBUFFERED=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+model=/root/models/llama-3.1-8b-dummy
+[ -f "$model/config.json" ] || python3 tools/gpu/make_dummy_llama.py "$model" 8b >> "$results/install.log" 2>&1
+
+log "topology"
+nvidia-smi > "$results/nvidia-smi.txt" 2>&1
+nvidia-smi topo -m > "$results/nvidia-smi-topo-m.txt" 2>&1
+python3 -m pytest_mgpu topo > "$results/topo.txt" 2>&1
+python3 -m pytest_mgpu topo --json > "$results/topo.json" 2>> "$results/topo.txt"
+
+common=(-p pytest_mgpu.plugin -p no:cacheprovider -ra -s --mgpu-device cuda --mgpu-model "$model"
+        "--mgpu-engine-args=--load-format dummy" --mgpu-baselines "$repo/baselines" --mgpu-start-timeout 900)
+for pass in 1 2; do
+  extra=()
+  [ "$pass" = 1 ] && extra=(--mgpu-update-baselines)
+  log "pass $pass start"
+  python3 -m pytest perf_tests/gpu "${common[@]}" "${extra[@]}" \
+    --mgpu-report "$results/pass$pass.json" --mgpu-summary "$results/pass$pass.md" \
+    --junitxml "$results/pass$pass.junit.xml" > "$results/pass$pass.log" 2>&1
+  log "pass $pass exit $?"
+done
+cp -r baselines "$results/baselines"
+find /tmp/pytest-of-*/ -name 'engine-*.log' -exec cp {} "$results/" \; 2>/dev/null
+tar -C "$(dirname "$results")" -czf "$results.tgz" "$(basename "$results")"
+log "done"
