@@ -1,0 +1,35 @@
+"""The plugin on one real GPU (issue 7): vLLM's CUDA build at TP=1, three concurrencies, gated.
+
+Run by tools/gpu/run_gpu.sh with --mgpu-device cuda, the Llama-3.1-8B-shaped dummy model and
+--load-format dummy. Every measurement is checked against the baseline of this host's
+fingerprint; telemetry, roofline (MBU) and findings come with each result.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_mgpu import Workload
+
+CONCURRENCIES = (1, 16, 64)
+
+
+def workload(concurrency: int) -> Workload:
+    # enough prompts for 4 full waves (16 at concurrency 1), 128 in / 128 out as in the seeds
+    return Workload(input_len=128, output_len=128, num_prompts=max(16, 4 * concurrency),
+                    max_concurrency=concurrency)
+
+
+@pytest.mark.mgpu_gpus(1)
+@pytest.mark.parametrize("concurrency", CONCURRENCIES)
+def test_tp1_concurrency(mgpu_engine, mgpu_bench, mgpu_baseline, concurrency: int) -> None:
+    server = mgpu_engine(tp=1)
+    assert server.spec.device_kind == "cuda", "run with --mgpu-device cuda on a GPU host"
+    result = mgpu_bench(server, workload(concurrency))
+    print(f"\nGPU c={concurrency}: " + ", ".join(
+        f"{k}={result.metrics[k]:.4g}" for k in (
+            "output_throughput_per_gpu", "median_ttft_ms", "median_tpot_ms", "p99_tpot_ms",
+            "mbu", "tokens_per_joule") if k in result.metrics))
+    print("findings:", [str(f) for f in result.findings] or "none")
+    assert result.failed == 0
+    mgpu_baseline.check(result)
