@@ -116,8 +116,18 @@ for _name, _unit, _dir in (
     ("total_token_throughput", "tok/s", _H),
     ("request_goodput", "req/s", _H),
     ("max_concurrent_requests", "requests", _N),
+    ("max_output_tokens_per_s", "tok/s", _N),  # vLLM's peak over one-second buckets
+    ("output_len_mismatches", "requests", _N),  # usage.completion_tokens != tokens asked for
+    ("usage_missing", "requests", _N),  # streams without a usage chunk (tokens counted from events)
 ):
     register(Metric(_name, _unit, _dir))
+
+# Per-device normalisation: divided by the devices allocated to the engine, not by tp*pp,
+# so an engine that leaves devices idle pays for them.
+register(Metric("output_throughput_per_gpu", "tok/s/device", _H, gated=True, tolerance=0.10))
+register(Metric("total_token_throughput_per_gpu", "tok/s/device", _H))
+register(Metric("request_throughput_per_gpu", "req/s/device", _H))
+register(Metric("n_devices", "devices", _N))
 
 _LATENCIES = {
     "ttft": "time to first token",
@@ -138,12 +148,6 @@ for _lat, _desc in _LATENCIES.items():
             )
         )
 
-# Per-device normalisation: divided by the devices allocated to the engine, not by tp*pp,
-# so an engine that leaves devices idle pays for them.
-register(Metric("output_throughput_per_gpu", "tok/s/device", _H, gated=True, tolerance=0.10))
-register(Metric("total_token_throughput_per_gpu", "tok/s/device", _H))
-register(Metric("request_throughput_per_gpu", "req/s/device", _H))
-register(Metric("n_devices", "devices", _N))
 register(Metric("interactivity", "tok/s/user", _H, description="1000 / median TPOT"))
 register(Metric("tokens_per_joule", "tok/J", _H))
 register(Metric("mbu", "fraction", _H, description="memory-bandwidth utilisation"))

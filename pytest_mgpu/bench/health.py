@@ -1,0 +1,119 @@
+"""Did the client keep up? Dispatch lag, event-loop lag and the client's CPU use.
+
+A load generator that cannot keep up sets the pace itself: requests leave late, chunks sit in
+the socket buffer, and the "engine" numbers measure the client. These three signals catch it,
+and `assess` turns them into a "client-bound" finding instead of a silent bad number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from pytest_mgpu.diagnose.findings import Finding, Severity
+
+LOOP_TICK_S = 0.005
+
+
+@dataclass(frozen=True)
+class HealthLimits:
+    """When the client, not the engine, set the pace."""
+
+    max_cpu_util: float = 0.90  # busy fraction of the client's one core
+    max_lag_vs_tpot: float = 0.25  # p99 loop or dispatch lag / median TPOT
+    min_lag_ms: float = 2.0  # lags below this never count (timer granularity)
+
+
+@dataclass(frozen=True)
+class ClientHealth:
+    wall_s: float = 0.0
+    cpu_s: float = 0.0  # CPU time of the client's event-loop thread
+    cpu_util: float = 0.0  # cpu_s / wall_s; 1.0 = one core saturated
+    dispatch_lag_p50_ms: float = 0.0  # send time - time the request was free to go
+    dispatch_lag_p99_ms: float = 0.0
+    dispatch_lag_max_ms: float = 0.0
+    loop_lag_p50_ms: float = 0.0  # how late a 5 ms ticker woke up
+    loop_lag_p99_ms: float = 0.0
+    loop_lag_max_ms: float = 0.0
+    queue_p99_ms: float = 0.0  # waiting for a concurrency slot (closed loop; expected)
+
+    @classmethod
+    def measure(cls, wall_s: float, cpu_s: float, dispatch_lags_s: Sequence[float],
+                loop_lags_s: Sequence[float], queues_s: Sequence[float]) -> ClientHealth:
+        import numpy as np
+
+        def ms(values: Sequence[float], q: float) -> float:
+            return float(np.percentile(values, q)) * 1000 if len(values) else 0.0
+
+        return cls(wall_s, cpu_s, cpu_s / wall_s if wall_s > 0 else 0.0,
+                   ms(dispatch_lags_s, 50), ms(dispatch_lags_s, 99), ms(dispatch_lags_s, 100),
+                   ms(loop_lags_s, 50), ms(loop_lags_s, 99), ms(loop_lags_s, 100), ms(queues_s, 99))
+
+    @classmethod
+    def worst(cls, items: Iterable[ClientHealth]) -> ClientHealth:
+        """The worst value of every field over several runs (repeats)."""
+        items = list(items)
+        if not items:
+            return cls()
+        return cls(**{f.name: max(getattr(h, f.name) for h in items) for f in fields(cls)})
+
+    def to_json(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClientHealth:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: float(v) for k, v in data.items() if k in names})
+
+
+class LoopLagMonitor:
+    """A ticker task: how late the event loop runs a callback that is due now."""
+
+    def __init__(self, tick_s: float = LOOP_TICK_S) -> None:
+        self.tick_s = tick_s
+        self.lags_s: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> list[float]:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        return self.lags_s
+
+    async def _run(self) -> None:
+        append, tick, clock = self.lags_s.append, self.tick_s, time.perf_counter
+        while True:
+            due = clock() + tick
+            await asyncio.sleep(tick)
+            append(max(clock() - due, 0.0))
+
+
+def assess(health: ClientHealth, metrics: Mapping[str, float],
+           limits: HealthLimits = HealthLimits()) -> tuple[Finding, ...]:
+    """A "client-bound" finding when the client, not the engine, may have set the pace."""
+    reasons = []
+    tpot_ms = metrics.get("median_tpot_ms", 0.0)
+    if health.cpu_util >= limits.max_cpu_util:
+        reasons.append(f"the client used {health.cpu_util:.0%} of its core")
+    for name, lag_ms in (("event-loop", health.loop_lag_p99_ms), ("dispatch", health.dispatch_lag_p99_ms)):
+        bound = max(limits.min_lag_ms, limits.max_lag_vs_tpot * tpot_ms)
+        if lag_ms > bound:
+            reasons.append(f"p99 {name} lag was {lag_ms:.1f} ms (limit {bound:.1f} ms"
+                           + (f", median TPOT {tpot_ms:.1f} ms)" if tpot_ms else ")"))
+    if not reasons:
+        return ()
+    return (Finding(
+        "client-bound", Severity.WARNING,
+        "the load generator may have set the pace, not the engine: " + "; ".join(reasons)
+        + ". Give the client its own core (the engine's threads should not share it), lower the load, "
+        "or split it over several client processes.",
+        {"client": health.to_json(), "median_tpot_ms": tpot_ms},
+    ),)
