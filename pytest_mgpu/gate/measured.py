@@ -15,9 +15,6 @@ class Measured(Protocol):
     def metrics(self) -> Mapping[str, float]: ...  # summary (median over repeats) per metric
 
     @property
-    def repeats(self) -> int: ...
-
-    @property
     def spec(self) -> Mapping[str, Any]: ...  # engine spec key: engine, model, tp, pp, n_devices, ...
 
     @property

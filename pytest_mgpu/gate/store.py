@@ -133,7 +133,7 @@ def entry_from_result(result: Measured, now: datetime.datetime | None = None) ->
         samples=samples,
         summary={k: float(v) for k, v in result.metrics.items()},
         versions={str(k): str(v) for k, v in result.versions.items()},
-        repeats=int(result.repeats),
+        repeats=max((len(v) for v in samples.values()), default=0),
         recorded_utc=when.isoformat(),
     )
 

@@ -11,7 +11,8 @@ H, L, N = Direction.HIGHER, Direction.LOWER, Direction.NONE
 
 EXPECTED: dict[str, Direction] = {
     "completed": N, "failed": N, "duration": N, "total_input_tokens": N, "total_output_tokens": N,
-    "max_concurrent_requests": N, "n_devices": N,
+    "max_concurrent_requests": N, "n_devices": N, "max_output_tokens_per_s": N, "output_len_mismatches": N,
+    "usage_missing": N,
     "request_throughput": H, "output_throughput": H, "total_token_throughput": H, "request_goodput": H,
     "output_throughput_per_gpu": H, "total_token_throughput_per_gpu": H, "request_throughput_per_gpu": H,
     "interactivity": H, "tokens_per_joule": H, "mbu": H,

@@ -1,0 +1,77 @@
+"""Reporting hooks: terminal summary, report files, JUnit properties, pytest-benchmark machine_info.
+
+Only the xdist controller (or a plain run) writes files and the summary: workers have
+`config.workerinput`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from pytest_mgpu.session import SESSION_KEY, MgpuSession
+
+WRITTEN_KEY = pytest.StashKey[list[str]]()
+
+
+def _session(config: pytest.Config) -> MgpuSession | None:
+    return config.stash.get(SESSION_KEY, None)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Key numbers of this test's measurements as JUnit properties (like `record_property`)."""
+    session = _session(item.config)
+    if session is not None and call.when == "call":
+        from pytest_mgpu.report.properties import properties_for
+
+        item.user_properties.extend(properties_for(session, item.nodeid))
+    return (yield)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    mgpu = _session(session.config)
+    if mgpu is None or _is_worker(session.config):
+        return
+    from pytest_mgpu.report.write import write_reports
+
+    session.config.stash[WRITTEN_KEY] = write_reports(mgpu, int(exitstatus))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
+    mgpu = _session(config)
+    if mgpu is None or _is_worker(config):
+        return
+    try:
+        from pytest_mgpu.report.model import rows
+        from pytest_mgpu.report.terminal import summary_lines
+
+        written: list[str] = config.stash.get(WRITTEN_KEY, [])
+        lines = summary_lines(rows(mgpu), mgpu.warnings, written)
+    except Exception as exc:  # the summary must never turn a run into an INTERNALERROR
+        lines = [f"could not build the summary: {type(exc).__name__}: {exc}"]
+    if lines:
+        terminalreporter.write_sep("=", "pytest-mgpu")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    """Add the hardware fingerprint to pytest-benchmark's machine_info, when that plugin is active."""
+    mgpu = _session(config)
+    if mgpu is None:
+        return
+    from pytest_mgpu.report.properties import session_fingerprint
+
+    fingerprint = session_fingerprint(mgpu)
+    if fingerprint is not None:
+        machine_info["mgpu_fingerprint"] = fingerprint
