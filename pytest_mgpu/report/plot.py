@@ -28,8 +28,8 @@ def draw(rows: Sequence[Row], path: Path) -> bool:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    names = [f"{r.nodeid.split('::', 1)[-1]}\n{r.label}" for r in shown]
-    fig = Figure(figsize=(max(6.0, 1.6 * len(shown) + 2), 7.5), layout="constrained")
+    names = [_tick(r) for r in shown]
+    fig = Figure(figsize=(max(6.0, 2.2 * len(shown) + 1.5), 7.5), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(PANELS), 1, squeeze=False)[:, 0]
     width = 0.38
@@ -37,16 +37,27 @@ def draw(rows: Sequence[Row], path: Path) -> bool:
     for ax, (metric, title) in zip(axes, PANELS, strict=True):
         now = [r.metrics.get(metric, float("nan")) for r in shown]
         base = [r.baseline_of(metric) for r in shown]
-        ax.bar([x + width / 2 for x in xs], now, width, label="now", color="tab:blue")
         ax.bar([x - width / 2 for x in xs], [b if b is not None else float("nan") for b in base], width,
                label="baseline", color="tab:gray")
-        for x, r in zip(xs, shown, strict=True):
-            if r.verdict is not None and r.verdict.failed:
-                ax.annotate("regression", (x, 0), ha="center", va="bottom", color="tab:red", fontsize=8)
+        bars = ax.bar([x + width / 2 for x in xs], now, width, label="now", color="tab:blue")
+        for bar, r in zip(bars, shown, strict=True):
+            outcome = next((m.outcome.value for m in (r.verdict.metrics if r.verdict else ()) if m.metric == metric),
+                           None)
+            if outcome in ("regression", "improvement", "noise"):
+                color = {"regression": "tab:red", "improvement": "tab:green"}.get(outcome, "tab:orange")
+                ax.annotate(outcome, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                            va="bottom", color=color, fontsize=8)
         ax.set_title(title, fontsize=10)
-        ax.set_xticks(xs, names, fontsize=7)
-        ax.legend(fontsize=8)
+        ax.set_xticks(xs, names, fontsize=8)
+        ax.margins(y=0.15)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle("pytest-mgpu: baseline vs now", fontsize=11)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     return True
+
+
+def _tick(row: Row) -> str:
+    spec = getattr(row.result, "spec", {}) or {}
+    config = f"tp={spec.get('tp', '?')} pp={spec.get('pp', '?')} dev={spec.get('n_devices', '?')}"
+    return f"{row.nodeid.split('::', 1)[-1]}\n{config}"

@@ -18,6 +18,7 @@ import pytest
 
 from pytest_mgpu.bench.results import BenchResult
 from pytest_mgpu.bench.workload import Workload
+from pytest_mgpu.diagnose.findings import Finding
 
 FP = "2xCPU-1core-NODE-3f2a9c"
 BASE_TPUT = (1000.0, 1010.0, 990.0)
@@ -32,6 +33,7 @@ def make_result(
     fingerprint: str = FP,
     vllm: str = "0.32.0",
     scale: float = 1.0,
+    findings: tuple[Finding, ...] = (),
 ) -> BenchResult:
     """A result whose repeats are `tput` tok/s/device and `tpot` ms, both slowed by `scale`."""
     repeats = tuple(
@@ -47,6 +49,7 @@ def make_result(
         workload=Workload(num_prompts=8, max_concurrency=4),
         hardware={"fingerprint": fingerprint, "label": "2x cpu-cores linked by NODE"},
         versions={"vllm": vllm},
+        findings=findings,
     )
 
 
