@@ -146,30 +146,40 @@ def as_text(samples: list[Sample], tok: Tokenizer, seed: int) -> list[Sample]:
     """Token-id prompts as text that re-encodes to the same length (for the chat endpoint).
 
     Decoding then re-encoding does not always round-trip (BPE merges across the joins), so the
-    ids are adjusted until it does, as vLLM's random dataset does (ten tries, then as close as
-    it got; `prompt_len` is the final count).
+    ids are adjusted until it does, as vLLM's random dataset does (here: twenty tries, keeping
+    the closest; `prompt_len` is the final count, and the server's usage has the last word).
     """
     import numpy as np
 
     rng = np.random.default_rng(seed + 0x7E47)
     allowed = _allowed_ids(tok)
+    # ids that survive decode -> encode alone (byte-level BPEs have lone bytes that decode to U+FFFD)
+    ids_all = allowed.tolist()
+    pieces = tok.encode_batch(tok.decode_batch([[i] for i in ids_all]), add_special_tokens=False)
+    clean = np.array([i for i, enc in zip(ids_all, pieces, strict=True) if enc.ids == [i]])
+    is_clean = np.zeros(int(allowed.max()) + 1, dtype=bool)
+    is_clean[clean] = True
     out = []
     for s in samples:
         if isinstance(s.prompt, str):
             out.append(s)
             continue
-        ids, target = list(s.prompt), len(s.prompt)
-        for _ in range(10):
+        ids, target = [i if is_clean[i] else int(clean[i % len(clean)]) for i in s.prompt], len(s.prompt)
+        best = ""
+        best_miss = target + 1
+        for _ in range(20):
             text = tok.decode(ids, skip_special_tokens=False)
             ids = tok.encode(text, add_special_tokens=False).ids
-            if len(ids) == target:
+            miss = abs(len(ids) - target)
+            if miss < best_miss:
+                best, best_miss = text, miss
+            if miss == 0:
                 break
             if len(ids) < target:
-                ids += allowed[rng.integers(0, len(allowed), size=target - len(ids))].tolist()
+                ids += clean[rng.integers(0, len(clean), size=target - len(ids))].tolist()
             else:
                 ids = ids[:target]
-        text = tok.decode(ids, skip_special_tokens=False)
-        out.append(replace(s, prompt=text, prompt_len=len(tok.encode(text, add_special_tokens=False).ids)))
+        out.append(replace(s, prompt=best, prompt_len=len(tok.encode(best, add_special_tokens=False).ids)))
     return out
 
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from pytest_mgpu.bench.client import RequestRecord, stream_request
+from pytest_mgpu.bench.client import stream_request
 from pytest_mgpu.bench.health import ClientHealth, LoopLagMonitor
+from pytest_mgpu.bench.records import RequestRecord
 
 
 def arrival_offsets_s(n: int, request_rate: float, burstiness: float, seed: int) -> list[float]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from pytest_mgpu.bench.health import ClientHealth
+from pytest_mgpu.bench.records import RequestRecord
 from pytest_mgpu.bench.workload import Workload
 from pytest_mgpu.diagnose.findings import Finding
 
@@ -47,6 +48,8 @@ class BenchResult:
     findings: tuple[Finding, ...] = ()
     model: str = ""  # the name the server answered to
     date: str = ""  # when it was measured (UTC, vLLM's %Y%m%d-%H%M%S)
+    # every request of every repeat (vLLM's --save-detailed data); written by to_json(detailed=True)
+    requests: tuple[tuple[RequestRecord, ...], ...] = field(default=(), compare=False, repr=False)
 
     schema_version: ClassVar[int] = SCHEMA_VERSION
 
@@ -72,7 +75,8 @@ class BenchResult:
         """A copy with more findings (topology and other diagnoses added after the run)."""
         return replace(self, findings=self.findings + tuple(f for f in findings if f not in self.findings))
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, detailed: bool = False) -> dict[str, Any]:
+        """The result as JSON; `detailed` adds every request's record (large)."""
         w = self.workload
         data: dict[str, Any] = {
             # vLLM bench serve's keys
@@ -104,6 +108,8 @@ class BenchResult:
             "client": self.client.to_json(),
             "findings": [f.to_json() for f in self.findings],
         })
+        if detailed:
+            data["requests"] = [[r.to_json() for r in run] for run in self.requests]
         _check_finite(data, "BenchResult")
         return data
 
@@ -124,6 +130,7 @@ class BenchResult:
             findings=tuple(Finding.from_json(f) for f in data.get("findings", ())),
             model=str(data.get("model_id", "")),
             date=str(data.get("date", "")),
+            requests=tuple(tuple(RequestRecord.from_json(r) for r in run) for run in data.get("requests", ())),
         )
 
 

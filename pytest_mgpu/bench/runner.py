@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pytest_mgpu.bench import datasets
-from pytest_mgpu.bench.client import RequestRecord, make_session
+from pytest_mgpu.bench.client import make_session
 from pytest_mgpu.bench.compute import compute_metrics, summarize
 from pytest_mgpu.bench.endpoints import ENDPOINTS
 from pytest_mgpu.bench.errors import BenchError
 from pytest_mgpu.bench.health import ClientHealth, HealthLimits, assess
 from pytest_mgpu.bench.load import Prepared, RunRecords, arrival_offsets_s, drive
+from pytest_mgpu.bench.records import RequestRecord
 from pytest_mgpu.bench.results import BenchResult, now_stamp
 from pytest_mgpu.bench.workload import Workload
 from pytest_mgpu.diagnose.findings import Finding, Severity
@@ -84,6 +85,7 @@ def run_bench(
         findings=tuple(dict.fromkeys(findings)),
         model=server.model_name,
         date=now_stamp(),
+        requests=tuple(run.records for run in runs),
     )
 
 
