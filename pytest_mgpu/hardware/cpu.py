@@ -15,7 +15,8 @@ MAX_CPU_DEVICES = 8
 _NODE_ROOT = Path("/sys/devices/system/node")
 
 
-def _parse_cpulist(text: str) -> list[int]:
+def parse_cpulist(text: str) -> list[int]:
+    """`0-3,8,10-11` -> [0, 1, 2, 3, 8, 10, 11] (the sysfs and nvidia-smi format)."""
     cpus: list[int] = []
     for part in text.strip().split(","):
         if not part:
@@ -30,12 +31,27 @@ def numa_of_cpus(root: Path = _NODE_ROOT) -> dict[int, int]:
     mapping: dict[int, int] = {}
     for node_dir in sorted(root.glob("node[0-9]*")):
         try:
-            cpus = _parse_cpulist((node_dir / "cpulist").read_text())
+            cpus = parse_cpulist((node_dir / "cpulist").read_text())
         except OSError:
             continue
         for cpu in cpus:
             mapping[cpu] = int(node_dir.name[4:])
     return mapping
+
+
+_parse_cpulist = parse_cpulist  # the name this module used first
+
+
+def cpu_model_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The processor model (a stable fact for the fingerprint), or "" when the system does not say."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "cpu model"):
+                return " ".join(value.split())
+    except OSError:
+        pass
+    return ""
 
 
 def cpu_topology(
@@ -67,4 +83,5 @@ def cpu_topology(
         )
         for a in devices
     )
-    return Topology(kind="cpu", devices=devices, links=links, source="cpu")
+    model = cpu_model_name()
+    return Topology(kind="cpu", devices=devices, links=links, source="cpu", extra={"cpu_model": model} if model else {})

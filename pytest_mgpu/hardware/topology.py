@@ -36,7 +36,7 @@ class LinkClass(enum.IntEnum):
         t = text.strip().upper()
         if t == "X":
             return cls.SELF
-        if t.startswith("NV"):
+        if t == "NVLINK" or (t.startswith("NV") and t[2:].isdigit()):
             return cls.NVLINK
         if t in ("", "?", "UNKNOWN", "N/A"):
             return cls.UNKNOWN
@@ -49,6 +49,16 @@ class LinkClass(enum.IntEnum):
     @property
     def label(self) -> str:
         return "X" if self is LinkClass.SELF else self.name
+
+    @classmethod
+    def parse_requirement(cls, value: object) -> LinkClass:
+        """A link class a user may ask for (a marker, an option): a ladder name or a LinkClass."""
+        ladder = " > ".join(c.name for c in LADDER)
+        if isinstance(value, LinkClass) and value in LADDER:
+            return value
+        if isinstance(value, str) and value.strip().upper() in {c.name for c in LADDER}:
+            return cls[value.strip().upper()]
+        raise ValueError(f"expected a link class, one of {ladder}; got {value!r}")
 
 
 LADDER: tuple[LinkClass, ...] = (
@@ -84,7 +94,7 @@ class Device:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Device:
         known = {f for f in cls.__dataclass_fields__}
-        kwargs = {k: (tuple(v) if k == "cpus" else v) for k, v in data.items() if k in known}
+        kwargs: dict[str, Any] = {k: (tuple(v) if k == "cpus" else v) for k, v in data.items() if k in known}
         return cls(**kwargs)
 
 
@@ -97,11 +107,15 @@ class Topology:
     links: tuple[tuple[LinkClass, ...], ...]
     source: str = "live"  # where it came from: "nvml", "cpu", a file path
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # Bonded NVLinks per pair (the # of nvidia-smi's NV#), 0 where not NVLink or not known; () = not known.
+    nvlink_lanes: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.devices)
         if len(self.links) != n or any(len(row) != n for row in self.links):
             raise ValueError(f"link matrix must be {n}x{n} for {n} devices")
+        if self.nvlink_lanes and (len(self.nvlink_lanes) != n or any(len(r) != n for r in self.nvlink_lanes)):
+            raise ValueError(f"nvlink_lanes must be {n}x{n} for {n} devices")
 
     @property
     def n_devices(self) -> int:
@@ -109,6 +123,17 @@ class Topology:
 
     def link(self, i: int, j: int) -> LinkClass:
         return self.links[i][j]
+
+    def lanes(self, i: int, j: int) -> int:
+        """Bonded NVLinks between i and j (0 when not NVLink or not known)."""
+        return self.nvlink_lanes[i][j] if self.nvlink_lanes else 0
+
+    def link_label(self, i: int, j: int) -> str:
+        """The cell nvidia-smi would print: `X`, `NV18`, `PIX`, ..., `SYS` (`NVLINK` when the count is unknown)."""
+        link = self.links[i][j]
+        if link is LinkClass.NVLINK and self.lanes(i, j):
+            return f"NV{self.lanes(i, j)}"
+        return link.label
 
     def worst_link(self, indices: tuple[int, ...] | list[int]) -> LinkClass:
         """The weakest link among a set of devices (SELF for a single device)."""
@@ -139,6 +164,7 @@ class Topology:
             "source": self.source,
             "devices": [d.to_json() for d in self.devices],
             "links": [[c.label for c in row] for row in self.links],
+            **({"nvlink_lanes": [list(r) for r in self.nvlink_lanes]} if self.nvlink_lanes else {}),
             **({"extra": self.extra} if self.extra else {}),
         }
 
@@ -152,4 +178,5 @@ class Topology:
             links=links,
             source=source,
             extra=dict(data.get("extra", {})),
+            nvlink_lanes=tuple(tuple(int(x) for x in row) for row in data.get("nvlink_lanes") or ()),
         )

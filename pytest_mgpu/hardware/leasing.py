@@ -1,0 +1,286 @@
+"""Leasing devices across processes (xdist workers, concurrent CI jobs on one box).
+
+One lock file per device in a shared directory, locked with `fcntl.flock` on an open file
+descriptor: the kernel drops the lock when the holder exits, even by SIGKILL, so there is
+nothing stale to clean up. (A child made with a bare `fork()` shares the descriptor and
+keeps the lock alive; `subprocess` children do not, since these descriptors are not
+inheritable.)
+
+A lease is all-or-nothing: locks are only ever tried without blocking, and a set that
+cannot be completed is let go at once before backing off, so two processes that each want
+2 of 3 devices never deadlock: one gets its pair, the other waits.
+
+Every lease also holds a box-wide lock: shared normally, exclusive for a measurement that
+must have the machine to itself. A writer-preference gate (`box.intent`) keeps a stream of
+shared leases from starving an exclusive one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import random
+import socket
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pytest_mgpu.hardware.errors import HardwareError
+from pytest_mgpu.hardware.select import ranked_sets, visible_devices
+from pytest_mgpu.hardware.topology import LinkClass, Topology
+
+_BACKOFF_START_S = 0.01
+_BACKOFF_MAX_S = 0.25
+
+
+class LeaseError(HardwareError, ValueError):
+    """The request can never be met on this machine (too many devices, impossible constraints)."""
+
+
+class LeaseTimeout(HardwareError, TimeoutError):
+    """The devices exist but others held them for the whole timeout; the message names the holders."""
+
+
+def default_lock_dir() -> Path:
+    """`$TMPDIR/pytest-mgpu-locks-<uid>`: shared by every pytest process of this user on this box."""
+    return Path(os.environ.get("TMPDIR", "/tmp")) / f"pytest-mgpu-locks-{os.getuid()}"
+
+
+def _current_test() -> str:
+    test = os.environ.get("PYTEST_CURRENT_TEST", "")
+    return test.rsplit(" (", 1)[0] if test else " ".join(sys.argv[:3])
+
+
+def _try_flock(fd: int, mode: int) -> bool:
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return False
+        raise
+    return True
+
+
+class _LockFile:
+    """An open lock file; closing the descriptor releases whatever lock it holds."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+
+    def try_lock(self, exclusive: bool) -> bool:
+        return _try_flock(self.fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+
+    def write(self, info: Mapping[str, Any]) -> None:
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, (json.dumps(dict(info), sort_keys=True) + "\n").encode(), 0)
+
+    def close(self, *, clear: bool = False) -> None:
+        if self.fd < 0:
+            return
+        if clear:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, 0)
+        os.close(self.fd)
+        self.fd = -1
+
+
+def _read_holder(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text() or "null")
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _describe_holder(info: dict[str, Any] | None) -> str:
+    if not info:
+        return "an unknown holder"
+    since = time.strftime("%H:%M:%S", time.localtime(info.get("since", 0)))
+    return f"pid {info.get('pid')} on {info.get('host')} ({info.get('test') or 'no test id'}) since {since}"
+
+
+class Lease:
+    """Devices held by this process until `release()` (or the end of a `with` block, or process exit)."""
+
+    def __init__(self, devices: tuple[int, ...], locks: list[_LockFile], box: _LockFile, exclusive: bool) -> None:
+        self.devices = devices
+        self.exclusive = exclusive
+        self._locks = locks
+        self._box = box
+
+    @property
+    def released(self) -> bool:
+        return self._box.fd < 0
+
+    def release(self) -> None:
+        """Give the devices back; a second call does nothing."""
+        for lock in self._locks:
+            lock.close(clear=True)
+        self._box.close(clear=self.exclusive)
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "released" if self.released else "held"
+        return f"Lease(devices={self.devices}, exclusive={self.exclusive}, {state})"
+
+
+class Leaser:
+    """Leases sets of devices of `topology`, coordinating through lock files in `lock_dir`."""
+
+    def __init__(self, lock_dir: Path, topology: Topology, *, environ: Mapping[str, str] | None = None) -> None:
+        self.lock_dir = Path(lock_dir)
+        self.topology = topology
+        self.candidates = visible_devices(topology, environ)
+
+    def lock_path(self, index: int) -> Path:
+        d = self.topology.devices[index]
+        key = d.uuid or f"{d.kind}{d.index}"
+        return self.lock_dir / f"{key}.lock"
+
+    def acquire(
+        self,
+        n: int,
+        *,
+        prefer: tuple[int, ...] | None = None,
+        min_link: LinkClass | None = None,
+        same_numa: bool = False,
+        timeout_s: float = 600,
+        exclusive: bool = False,
+        holder: str | None = None,
+    ) -> Lease:
+        """Lease n devices, the best free set first (or `prefer` when it is free and acceptable).
+
+        Raises LeaseError at once when no set could ever qualify, LeaseTimeout when every
+        qualifying set stayed busy for `timeout_s` (0 means: try once).
+        """
+        sets = self._sets(n, min_link, same_numa)
+        if prefer is not None and tuple(sorted(prefer)) in sets:
+            sets.remove(tuple(sorted(prefer)))
+            sets.insert(0, tuple(sorted(prefer)))
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "test": holder or _current_test(),
+                "exclusive": exclusive}
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        delay = _BACKOFF_START_S
+        gate: _LockFile | None = None  # exclusive only: held from first try until the box is ours
+        try:
+            while True:
+                if exclusive and gate is None:
+                    gate = _LockFile(self.lock_dir / "box.intent")
+                    if not gate.try_lock(exclusive=True):
+                        gate.close()
+                        gate = None
+                box = self._enter_box(exclusive) if gate is not None or not exclusive else None
+                if box is not None:
+                    if gate is not None:
+                        gate.close()
+                        gate = None
+                        box.write({**info, "since": time.time()})
+                    for devices in sets:
+                        locks = self._lock_all(devices)
+                        if locks is not None:
+                            for lock in locks:
+                                lock.write({**info, "since": time.time(), "devices": list(devices)})
+                            return Lease(devices, locks, box, exclusive)
+                    box.close(clear=exclusive)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise LeaseTimeout(self._timeout_message(n, sets, timeout_s, exclusive))
+                time.sleep(min(remaining, delay * random.uniform(0.5, 1.5)))
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+        finally:
+            if gate is not None:
+                gate.close()
+
+    def _sets(self, n: int, min_link: LinkClass | None, same_numa: bool) -> list[tuple[int, ...]]:
+        sets = ranked_sets(self.topology, n, min_link=min_link, same_numa=same_numa, among=self.candidates)
+        if sets:
+            return sets
+        wanted = f"{n} device{'s' if n != 1 else ''}"
+        if min_link is not None:
+            wanted += f" linked by {min_link.label} or better"
+        if same_numa:
+            wanted += " on one NUMA node"
+        visible = self.topology.describe(self.candidates)
+        restricted = "" if len(self.candidates) == self.topology.n_devices else (
+            f" (restricted by CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r})"
+        )
+        raise LeaseError(f"cannot lease {wanted}: this process may use {visible}{restricted}; ask for fewer "
+                         "or weaker-linked devices, or run on a machine that has them")
+
+    def _enter_box(self, exclusive: bool) -> _LockFile | None:
+        """One try at the box-wide lock. A shared entrant passes the gate first, so it waits
+        while an exclusive one is queued; the exclusive one already holds the gate."""
+        box = _LockFile(self.lock_dir / "box.lock")
+        if exclusive:
+            if box.try_lock(exclusive=True):
+                return box
+            box.close()
+            return None
+        gate = _LockFile(self.lock_dir / "box.intent")
+        try:
+            if gate.try_lock(exclusive=False) and box.try_lock(exclusive=False):
+                return box
+        finally:
+            gate.close()
+        box.close()
+        return None
+
+    def _lock_all(self, devices: tuple[int, ...]) -> list[_LockFile] | None:
+        taken: list[_LockFile] = []
+        for index in devices:
+            lock = _LockFile(self.lock_path(index))
+            if not lock.try_lock(exclusive=True):
+                lock.close()
+                for t in taken:
+                    t.close()
+                return None
+            taken.append(lock)
+        return taken
+
+    def holders(self) -> dict[int, dict[str, Any] | None]:
+        """Who holds each busy candidate device now (a lock we cannot take), for error messages."""
+        busy: dict[int, dict[str, Any] | None] = {}
+        for index in self.candidates:
+            path = self.lock_path(index)
+            if not path.exists():
+                continue
+            lock = _LockFile(path)
+            try:
+                if not lock.try_lock(exclusive=True):
+                    busy[index] = _read_holder(path)
+            finally:
+                lock.close()
+        return busy
+
+    def _timeout_message(self, n: int, sets: list[tuple[int, ...]], timeout_s: float, exclusive: bool) -> str:
+        lines = [f"could not lease {n} device{'s' if n != 1 else ''}"
+                 f"{' exclusively' if exclusive else ''} within {timeout_s:g} s "
+                 f"({len(sets)} acceptable set{'s' if len(sets) != 1 else ''}, every one busy)."]
+        box_path = self.lock_dir / "box.lock"
+        box = _LockFile(box_path)
+        try:
+            if not box.try_lock(exclusive=False):
+                lines.append(f"The machine is held exclusively by {_describe_holder(_read_holder(box_path))}.")
+        finally:
+            box.close()
+        for index, info in sorted(self.holders().items()):
+            d = self.topology.devices[index]
+            lines.append(f"device {index} ({d.uuid or d.name}) is held by {_describe_holder(info)}")
+        lines.append(f"Lock directory: {self.lock_dir} (locks are freed when their holder exits; "
+                     "wait for those runs, or raise the timeout)")
+        return "\n".join(lines)
