@@ -6,7 +6,6 @@ usage: fake_engine.py PORT MODE   (MODE: ok | crash | never-healthy | stubborn)
 """
 
 import http.server
-import os
 import signal
 import subprocess
 import sys

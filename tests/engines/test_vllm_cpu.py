@@ -12,8 +12,9 @@ import time
 
 import pytest
 
+from pytest_mgpu import Workload
 from pytest_mgpu.engines.process import EngineStartError
-from pytest_mgpu.fixtures import EngineFactory
+from pytest_mgpu.fixtures import BenchRunner, EngineFactory
 from pytest_mgpu.session import get_session
 
 from .helpers import engine_env, stream_completion, survivors
@@ -67,12 +68,24 @@ def test_nonexistent_model_fails_fast_with_the_engines_error(mgpu_engine: Engine
     assert "Last lines of its log" in msg
 
 
-def test_tp1_with_two_devices_binds_one_rank(mgpu_engine: EngineFactory) -> None:
+def test_tp1_with_two_devices_halves_per_device_throughput(mgpu_engine: EngineFactory, mgpu_bench: BenchRunner) -> None:
+    """The all-visible pathology: the same single rank, twice the devices, half the per-device throughput."""
+    workload = Workload(input_len=64, output_len=64, num_prompts=48, max_concurrency=8)
+    one = mgpu_bench(mgpu_engine(tp=1), workload, repeats=2)
     server = mgpu_engine(tp=1, devices=2)
     assert server.n_devices == 2
-    assert engine_env(server.pid or 0)["VLLM_CPU_OMP_THREADS_BIND"] == "0"
-    _, usage = stream_completion(server, max_tokens=4)
-    assert usage["completion_tokens"] == 4
+    assert engine_env(server.pid or 0)["VLLM_CPU_OMP_THREADS_BIND"] == "0"  # device 1 gets no rank
+    two = mgpu_bench(server, workload, repeats=2)
+    raw = two.output_throughput / one.output_throughput
+    per_device = two.output_throughput_per_gpu / one.output_throughput_per_gpu
+    print(f"\nTP=1 devices=1: {one.output_throughput:.0f} tok/s; devices=2: {two.output_throughput:.0f} tok/s "
+          f"(raw ratio {raw:.2f}); per device {one.output_throughput_per_gpu:.0f} -> "
+          f"{two.output_throughput_per_gpu:.0f} (ratio {per_device:.2f})")
+    # within noise (this box's client shares its two cores with the engine): the idle device adds nothing
+    assert 0.75 < raw < 1.33, "the idle device should not change what the single rank delivers"
+    assert per_device == pytest.approx(raw / 2, rel=1e-6)  # so per device it is half, up to that noise
+    assert "idle-devices" in {f.code for f in two.findings}
+    assert "idle-devices" not in {f.code for f in one.findings}
 
 
 def test_bad_fixture_arguments_are_clear(mgpu_engine: EngineFactory) -> None:

@@ -1,0 +1,92 @@
+"""No engine outlives its pytest session: normal end, a failing test, a crashed engine, Ctrl-C.
+
+The inner pytest runs real process trees shaped like vLLM (tests/engines/fake_engine.py)
+through the real fixture and pool, registered as engine "fake"; the real-vLLM versions of
+these claims are in test_vllm_cpu.py and test_user_contract.py.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_mgpu.engines.process import session_members
+
+FAKE = Path(__file__).with_name("fake_engine.py")
+
+CONFTEST = f'''
+import sys
+from pytest_mgpu.engines import launchers
+from pytest_mgpu.engines.process import LaunchPlan
+
+def _fake(req):
+    mode = "stubborn" if req.spec.model == "stubborn" else "ok"  # stubborn ignores SIGTERM
+    return LaunchPlan(argv=(sys.executable, {str(FAKE)!r}, str(req.port), mode), env={{}},
+                      health_url=f"http://{{req.host}}:{{req.port}}/health")
+
+launchers.LAUNCHERS[("fake", "cpu")] = _fake
+'''
+
+TESTS = '''
+import os, signal, time
+
+def test_passes(mgpu_engine):
+    print("ENGINE_PID", mgpu_engine(tp=1, engine="fake").pid, flush=True)
+
+def test_fails(mgpu_engine):
+    print("ENGINE_PID", mgpu_engine(tp=1, engine="fake", model="stubborn").pid, flush=True)
+    assert False, "a failing test"
+
+def test_engine_crashes(mgpu_engine):
+    server = mgpu_engine(tp=2, engine="fake")
+    print("ENGINE_PID", server.pid, flush=True)
+    os.kill(server.pid, signal.SIGKILL)  # the server dies; its children are orphaned in its session
+'''
+
+
+def _pids(text: str) -> list[int]:
+    return [int(p) for p in re.findall(r"ENGINE_PID (\d+)", text)]
+
+
+def test_no_engine_survives_pass_fail_or_crash(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(TESTS)
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", f"--mgpu-lock-dir={tmp_path}")
+    result.assert_outcomes(passed=2, failed=1)
+    pids = _pids(result.stdout.str())
+    assert len(pids) == 3
+    for pid in pids:
+        assert session_members(pid) == [], f"processes of engine session {pid} outlived pytest"
+
+
+def test_ctrl_c_stops_every_engine(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(
+        "import time\n"
+        "def test_long(mgpu_engine):\n"
+        "    print('ENGINE_PID', mgpu_engine(tp=1, engine='fake').pid, flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", f"--mgpu-lock-dir={tmp_path}"],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert proc.stdout is not None
+    pid = None
+    deadline = time.monotonic() + 60
+    for line in proc.stdout:
+        if "ENGINE_PID" in line:
+            pid = int(line.split()[-1])
+            break
+        assert time.monotonic() < deadline
+    assert pid is not None and session_members(pid)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert session_members(pid) == [], "Ctrl-C left engine processes behind"
