@@ -61,7 +61,7 @@ def test_tolerance_accepts_percent(pytester: pytest.Pytester) -> None:
     [
         (["--mgpu-repeats=0"], {}, "*invalid value '0' for command line --mgpu-repeats: expected an integer >= 1*"),
         ([], {"PYTEST_MGPU_ENGINE": "sglang"},
-         "*invalid value 'sglang' for environment variable PYTEST_MGPU_ENGINE: expected one of vllm, trtllm, external*"),
+         "*invalid value 'sglang' for environment variable PYTEST_MGPU_ENGINE: expected one of vllm, trtllm*"),
         (["--mgpu-device=tpu"], {}, "*--mgpu-device: expected one of auto, cuda, cpu*"),
         (["--mgpu-engine=external"], {}, "*--mgpu-engine external needs --mgpu-base-url*"),
         (["--mgpu-base-url=http://127.0.0.1:1"], {}, "*--mgpu-base-url is only used with --mgpu-engine external*"),

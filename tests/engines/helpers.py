@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from pytest_mgpu.engines.process import session_members
@@ -33,7 +34,7 @@ def stream_completion(server: EngineServer, max_tokens: int = 8) -> tuple[list[s
 
 
 def engine_env(pid: int) -> dict[str, str]:
-    raw = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item)
 
 
@@ -44,7 +45,7 @@ def vllm_processes() -> list[str]:
         if not entry.isdigit():
             continue
         try:
-            cmd = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         if "vllm.entrypoints" in cmd or "VLLM::" in cmd or "EngineCore" in cmd:
