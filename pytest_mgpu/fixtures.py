@@ -128,19 +128,31 @@ class BenchRunner:
         from pytest_mgpu.bench.runner import run_bench
         from pytest_mgpu.bench.workload import Workload
         from pytest_mgpu.diagnose import diagnose
+        from pytest_mgpu.diagnose.enrich import enrich
+        from pytest_mgpu.diagnose.policy import failing, failure_message
+        from pytest_mgpu.diagnose.telemetry import start_telemetry
         from pytest_mgpu.hardware.fingerprint import fingerprint
 
         session = self._session
         fp = fingerprint(session.topology)
         hardware = {"fingerprint": fp.dirname, "label": fp.label, "digest": fp.digest, **fp.facts,
                     "devices_used": [session.topology.devices[i].name for i in server.devices]}
+        earlier = tuple(r.result for r in session.records)
+        sampler = start_telemetry(session.topology, server)  # telemetry over the measurement window
         try:
             result = run_bench(server, workload or Workload(), repeats=repeats or session.settings.repeats,
                                hardware=hardware)
         except Exception as exc:
             raise _explain_engine_death(session, server, exc) from exc
-        result = result.with_findings(*diagnose(session.topology, server, result))
-        session.records.append(Record(self._request.node.nodeid, result))
+        finally:
+            telemetry = sampler.stop() if sampler is not None else None
+        result = enrich(result, server, session.topology, telemetry)
+        result = result.with_findings(*diagnose(session.topology, server, result, telemetry, {"earlier": earlier}))
+        session.records.append(Record(self._request.node.nodeid, result,
+                                      notes=[f"telemetry: {n}" for n in telemetry.notes] if telemetry else []))
+        fatal = failing(result.findings, session.settings.fail_on)
+        if fatal:
+            pytest.fail(failure_message(fatal, server.spec.label()), pytrace=False)
         return result
 
 

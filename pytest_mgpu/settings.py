@@ -61,6 +61,12 @@ def _bool(value: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def _finding_codes(value: str) -> tuple[str, ...]:
+    from pytest_mgpu.diagnose.policy import parse_fail_on
+
+    return parse_fail_on(value)
+
+
 def _split_args(value: str) -> tuple[str, ...]:
     import shlex
 
@@ -118,6 +124,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("lock_dir", "Directory of per-device lock files shared by every pytest process on this machine",
            Path, None, "DIR"),
     Option("start_timeout", "Seconds an engine may take to become healthy", _positive_float, 600.0, "SECONDS"),
+    Option("fail_on", "Finding codes that fail the test instead of only flagging it (comma-separated, or 'none')",
+           _finding_codes, (), "CODES"),
 )
 
 
@@ -139,6 +147,7 @@ class Settings:
     topology_file: Path | None
     lock_dir: Path | None
     start_timeout: float
+    fail_on: tuple[str, ...] = ()
 
     def describe(self) -> str:
         return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))

@@ -1,24 +1,33 @@
-"""Pathology detectors: each looks at the topology, the engine and a result, and explains a bad number."""
+"""Pathology detectors: each looks at the topology, the engine, a result and the telemetry sampled
+during it, and explains a bad number.
+
+One module per family registers its detectors: `devices` (idle-devices, shared-device),
+`affinity` (cross-numa), `links` (pcie-degraded, p2p-unsupported), `clocks` (throttled),
+`roofline` (below-roofline). `client-bound` comes from the load generator.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from pytest_mgpu.diagnose import affinity, clocks, devices, links, roofline  # noqa: F401  (they register)
 from pytest_mgpu.diagnose.findings import Finding, Severity
-from pytest_mgpu.diagnose.registry import DETECTORS, Context
+from pytest_mgpu.diagnose.registry import CODES, DETECTORS, Context, declare, detector
 
 if TYPE_CHECKING:
     from pytest_mgpu.bench.results import BenchResult
+    from pytest_mgpu.diagnose.telemetry import Telemetry
     from pytest_mgpu.engines.spec import EngineServer
     from pytest_mgpu.hardware.topology import Topology
 
-__all__ = ["DETECTORS", "Context", "Finding", "Severity", "diagnose"]
+__all__ = ["CODES", "DETECTORS", "Context", "Finding", "Severity", "declare", "detector", "diagnose"]
 
 
-def diagnose(topology: Topology, server: EngineServer, result: BenchResult) -> list[Finding]:
+def diagnose(topology: Topology, server: EngineServer, result: BenchResult, telemetry: Telemetry | None = None,
+             extra: dict[str, Any] | None = None) -> list[Finding]:
     """Every registered detector's findings for one measurement."""
-    ctx = Context(topology=topology, server=server, result=result)
+    ctx = Context(topology=topology, server=server, result=result, telemetry=telemetry, extra=dict(extra or {}))
     findings: list[Finding] = []
-    for detector in DETECTORS.values():
-        findings.extend(detector(ctx))
+    for detect in DETECTORS.values():
+        findings.extend(detect(ctx))
     return findings

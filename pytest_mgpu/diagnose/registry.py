@@ -1,4 +1,10 @@
-"""The detector registry. A detector is a function Context -> iterable of Findings."""
+"""The detector registry. A detector is a function Context -> iterable of Findings.
+
+Detectors are pure: everything they judge (topology, the engine, the result, the telemetry
+sampled during the measurement) is in the Context, so each is tested on recorded cases.
+Codes produced elsewhere (the load generator's `client-bound`) are declared here too, so
+`--mgpu-fail-on` can name every code a user may see.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_mgpu.diagnose.findings import Finding, Severity
+from pytest_mgpu.diagnose.findings import Finding
 
 if TYPE_CHECKING:
     from pytest_mgpu.bench.results import BenchResult
+    from pytest_mgpu.diagnose.telemetry import Telemetry
     from pytest_mgpu.engines.spec import EngineServer
     from pytest_mgpu.hardware.topology import Topology
 
@@ -19,37 +26,38 @@ class Context:
     topology: Topology
     server: EngineServer
     result: BenchResult
-    telemetry: Any = None  # per-device samples over the measurement window, when a sampler ran
-    extra: dict[str, Any] = field(default_factory=dict)
+    telemetry: Telemetry | None = None  # per-device summary of the measurement window, when a sampler ran
+    extra: dict[str, Any] = field(default_factory=dict)  # "earlier": results measured before, in this session
+
+    def rank_devices(self) -> tuple[int, ...]:
+        """Topology indices of the devices the engine's ranks use (the first tp*pp allocated)."""
+        return self.server.devices[: self.server.spec.world_size]
+
+    def tp_groups(self) -> list[tuple[int, ...]]:
+        """Topology indices of each tensor-parallel group (vLLM: rank = pp_rank * tp + tp_rank)."""
+        tp, ranks = self.server.spec.tp, self.rank_devices()
+        return [ranks[i : i + tp] for i in range(0, len(ranks), tp) if len(ranks[i : i + tp]) > 1]
 
 
 Detector = Callable[[Context], Iterable[Finding]]
 DETECTORS: dict[str, Detector] = {}
+CODES: dict[str, str] = {}  # every finding code a run can produce -> what it means
 
 
-def detector(code: str) -> Callable[[Detector], Detector]:
+def detector(code: str, description: str = "") -> Callable[[Detector], Detector]:
     def register(fn: Detector) -> Detector:
         DETECTORS[code] = fn
+        CODES[code] = description or (fn.__doc__ or "").strip().splitlines()[0]
         return fn
 
     return register
 
 
-@detector("idle-devices")
-def idle_devices(ctx: Context) -> Iterable[Finding]:
-    """Devices allocated or visible to the engine beyond tp*pp: TP=1 on a box where every GPU is visible."""
-    spec = ctx.server.spec
-    idle = ctx.server.n_devices - spec.world_size
-    if idle <= 0:
-        return
-    per_gpu = ctx.result.metrics.get("output_throughput_per_gpu")
-    used_share = spec.world_size / ctx.server.n_devices
-    yield Finding(
-        "idle-devices",
-        Severity.WARNING,
-        f"{ctx.server.n_devices} devices are allocated to an engine of tp*pp={spec.world_size}: {idle} sit idle, "
-        f"so per-device throughput is at most {used_share:.0%} of what the used devices deliver. Allocate "
-        f"exactly tp*pp devices (devices=None), or raise tp/pp to use them all.",
-        {"allocated": ctx.server.n_devices, "world_size": spec.world_size, "idle": idle,
-         "devices": list(ctx.server.devices), "output_throughput_per_gpu": per_gpu},
-    )
+def declare(code: str, description: str) -> None:
+    """A code that something other than a detector produces (it still may be named in --mgpu-fail-on)."""
+    CODES.setdefault(code, description)
+
+
+declare("client-bound", "the load generator, not the engine, may have set the pace (from the load generator)")
+declare("output-length-mismatch", "the engine returned a different number of output tokens than asked for")
+declare("usage-missing", "streams carried no usage chunk, so output tokens were counted from events")
