@@ -272,12 +272,16 @@ class Leaser:
                  f"{' exclusively' if exclusive else ''} within {timeout_s:g} s "
                  f"({len(sets)} acceptable set{'s' if len(sets) != 1 else ''}, every one busy)."]
         box_path = self.lock_dir / "box.lock"
-        box = _LockFile(box_path)
+        box, gate = _LockFile(box_path), _LockFile(self.lock_dir / "box.intent")
         try:
             if not box.try_lock(exclusive=False):
                 lines.append(f"The machine is held exclusively by {_describe_holder(_read_holder(box_path))}.")
+            elif not exclusive and not gate.try_lock(exclusive=False):
+                lines.append("An exclusive lease is queued: it waits for the current holders, and new leases wait "
+                             "for it.")
         finally:
             box.close()
+            gate.close()
         for index, info in sorted(self.holders().items()):
             d = self.topology.devices[index]
             lines.append(f"device {index} ({d.uuid or d.name}) is held by {_describe_holder(info)}")

@@ -39,10 +39,10 @@ class PairBandwidth:
 
 def cannot_probe(topology: Topology) -> str | None:
     """Why the probe cannot run here, or None when it can."""
-    if topology.source != "nvml":
-        return f"the topology comes from {topology.source}, not from this machine's GPUs"
     if topology.kind != "cuda":
         return f"this machine has no CUDA GPU ({topology.extra.get('why_cpu', 'CPU mode')})"
+    if topology.source != "nvml":
+        return f"the topology comes from {topology.source}, not from this machine's GPUs"
     if topology.n_devices < 2:
         return f"it needs at least 2 GPUs; found {topology.describe()}"
     try:

@@ -146,7 +146,7 @@ def test_cuda_visible_devices_restricts_the_candidates(lock_dir: Path) -> None:
         leaser.acquire(3)
 
 
-def test_exclusive_keeps_everyone_else_out(lock_dir: Path) -> None:
+def test_exclusive_keeps_everyone_else_out(lock_dir: Path, box_file: Any) -> None:
     leaser = Leaser(lock_dir, _box(2))
     other = Leaser(lock_dir, _box(2))
     exclusive = leaser.acquire(1, exclusive=True, holder="bench of record")
@@ -158,6 +158,14 @@ def test_exclusive_keeps_everyone_else_out(lock_dir: Path) -> None:
     with pytest.raises(LeaseTimeout):  # exclusive waits for the shared holders to finish
         leaser.acquire(1, exclusive=True, timeout_s=0.2)
     shared.release()
+    busy = other.acquire(2)
+    queued = subprocess.Popen([sys.executable, str(WORKER), lock_dir, box_file(2), "1", "--exclusive",
+                               "--timeout-s", "2"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)  # the exclusive worker now holds the gate, waiting for `busy`
+    with pytest.raises(LeaseTimeout, match="An exclusive lease is queued"):
+        Leaser(lock_dir, _box(3)).acquire(1, timeout_s=0.1)  # a free device, but the queue comes first
+    busy.release()
+    assert json.loads(queued.communicate(timeout=10)[0].splitlines()[0])["event"] == "acquired"
     with leaser.acquire(2, exclusive=True, timeout_s=1) as lease:
         assert lease.devices == (0, 1)
 
