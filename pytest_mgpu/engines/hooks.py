@@ -7,7 +7,6 @@ Session-fixture finalizers run on a normal end and on Ctrl-C; `pytest_sessionfin
 from __future__ import annotations
 
 import atexit
-import os
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,10 @@ from pytest_mgpu.session import MgpuSession, get_session
 POOL = "engine_pool"
 
 
-def default_lock_dir() -> Path:
-    return Path(os.environ.get("TMPDIR", "/tmp")) / f"pytest-mgpu-locks-{os.getuid()}"
-
-
 def get_pool(session: MgpuSession, log_dir: Path) -> EnginePool:
     pool = session.services.get(POOL)
     if pool is None:
-        from pytest_mgpu.hardware.leasing import Leaser
+        from pytest_mgpu.hardware.leasing import Leaser, default_lock_dir
 
         leaser = Leaser(session.settings.lock_dir or default_lock_dir(), session.topology)
 
