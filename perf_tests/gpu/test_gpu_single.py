@@ -7,6 +7,11 @@ fingerprint; telemetry, roofline (MBU) and findings come with each result.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from pytest_mgpu import Workload
@@ -24,7 +29,6 @@ def workload(concurrency: int) -> Workload:
 @pytest.mark.parametrize("concurrency", CONCURRENCIES)
 def test_tp1_concurrency(mgpu_engine, mgpu_bench, mgpu_baseline, concurrency: int) -> None:
     server = mgpu_engine(tp=1)
-    assert server.spec.device_kind == "cuda", "run with --mgpu-device cuda on a GPU host"
     result = mgpu_bench(server, workload(concurrency))
     print(f"\nGPU c={concurrency}: " + ", ".join(
         f"{k}={result.metrics[k]:.4g}" for k in (
@@ -33,3 +37,17 @@ def test_tp1_concurrency(mgpu_engine, mgpu_bench, mgpu_baseline, concurrency: in
     print("findings:", [str(f) for f in result.findings] or "none")
     assert result.failed == 0
     mgpu_baseline.check(result)
+
+
+@pytest.mark.mgpu_gpus(1)
+def test_vllm_client_agrees(mgpu_engine, tmp_path: Path) -> None:
+    """Side by side with `vllm bench serve` on the same engine: throughput and TPOT within 5%, TTFT 10%."""
+    server = mgpu_engine(tp=1)
+    out = Path(os.environ.get("MGPU_RESULTS_DIR", tmp_path)) / "compare_vllm_client.json"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "compare_vllm_client.py"
+    cmd = [sys.executable, str(script), "--base-url", server.base_url, "--model", server.model_name,
+           "--tokenizer", str(server.tokenizer_path or server.spec.model), "--rounds", "3",
+           "--num-prompts", "64", "--max-concurrency", "16", "--client-cpu", "-1", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    print(proc.stdout[-4000:])
+    assert proc.returncode == 0, f"vLLM's client and ours disagree beyond the limits:\n{proc.stdout}{proc.stderr[-3000:]}"

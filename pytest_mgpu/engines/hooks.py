@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_mgpu.engines.pool import DeviceLease, EnginePool
+from pytest_mgpu.engines.pool import DeviceLease, EnginePool, EngineTiming
 from pytest_mgpu.session import MgpuSession, get_session
 
 POOL = "engine_pool"
+TIMINGS = "engine_timings"  # list[EngineTiming], kept after the pool is gone, for the summary and reports
+EVENTS = "engine_events"
 
 
 def get_pool(session: MgpuSession, log_dir: Path) -> EnginePool:
@@ -36,10 +38,27 @@ def get_pool(session: MgpuSession, log_dir: Path) -> EnginePool:
 
 def stop_pool(session: MgpuSession) -> None:
     pool = session.services.pop(POOL, None)
-    if pool is not None:
-        atexit.unregister(pool.stop_all)
+    if pool is None:
+        return
+    atexit.unregister(pool.stop_all)
+    try:
         pool.stop_all()
+    finally:
+        session.services.setdefault(TIMINGS, []).extend(pool.timings)
+        session.services.setdefault(EVENTS, []).extend(pool.events)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     stop_pool(get_session(session.config))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    timings: list[EngineTiming] = get_session(terminalreporter.config).services.get(TIMINGS, [])
+    if not timings:
+        return
+    terminalreporter.write_sep("-", "pytest-mgpu engines")
+    for t in timings:
+        stop = f"{t.stop_s:.1f} s" if t.stop_s is not None else "-"
+        drain = f", GPU memory idle after {t.drain_s:.1f} s" if t.drain_s is not None else ""
+        terminalreporter.write_line(f"{t.label}: started in {t.startup_s:.1f} s, stopped in {stop}{drain}")

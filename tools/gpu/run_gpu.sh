@@ -7,6 +7,7 @@
 #      baselines, pass 2 is gated against them;
 #   5. leave every report in RESULTS (and RESULTS.tgz).
 # usage: tools/gpu/run_gpu.sh STASH RESULTS      (long: run it detached and poll RESULTS/progress.log)
+# A dry run on a CPU box (no bundle): MGPU_DEVICE=cpu MGPU_GPU_MODEL=/tmp/m tools/gpu/run_gpu.sh none /tmp/r
 set -uo pipefail
 stash=${1:?usage: run_gpu.sh STASH RESULTS}
 results=${2:?usage: run_gpu.sh STASH RESULTS}
@@ -15,26 +16,33 @@ mkdir -p "$results"
 log() { echo "$(date -u +%H:%M:%S) $*" | tee -a "$results/progress.log"; }
 cd "$repo"
 
-log "install bundle"
-bash tools/gpu/install_bundle.sh "$stash" >> "$results/install.log" 2>&1 || { log "install FAILED"; exit 1; }
+if [ "$stash" != none ]; then
+  log "install bundle"
+  bash tools/gpu/install_bundle.sh "$stash" >> "$results/install.log" 2>&1 || { log "install FAILED"; exit 1; }
+fi
 export PYTHONPATH=/tmp/site:$repo PYTHONUNBUFFERED=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-model=/root/models/llama-3.1-8b-dummy
+model=${MGPU_GPU_MODEL:-/root/models/llama-3.1-8b-dummy}
 [ -f "$model/config.json" ] || python3 tools/gpu/make_dummy_llama.py "$model" 8b >> "$results/install.log" 2>&1
 
 log "topology"
-nvidia-smi > "$results/nvidia-smi.txt" 2>&1
-nvidia-smi topo -m > "$results/nvidia-smi-topo-m.txt" 2>&1
+if [ "${MGPU_DEVICE:-cuda}" = cuda ]; then
+  nvidia-smi > "$results/nvidia-smi.txt" 2>&1
+  nvidia-smi topo -m > "$results/nvidia-smi-topo-m.txt" 2>&1
+fi
 python3 -m pytest_mgpu topo > "$results/topo.txt" 2>&1
 python3 -m pytest_mgpu topo --json > "$results/topo.json" 2>> "$results/topo.txt"
 
-common=(-p pytest_mgpu.plugin -p no:cacheprovider -ra -s --mgpu-device cuda --mgpu-model "$model"
+plugin=()  # the package is on PYTHONPATH, not installed: load the plugin by module unless an entry point exists
+python3 -c "import importlib.metadata as m, sys; sys.exit(any(e.name == 'mgpu' for e in m.entry_points(group='pytest11')))" \
+  && plugin=(-p pytest_mgpu.plugin)
+common=("${plugin[@]}" -p no:cacheprovider -ra -s --mgpu-device "${MGPU_DEVICE:-cuda}" --mgpu-model "$model"
         "--mgpu-engine-args=--load-format dummy" --mgpu-baselines "$repo/baselines" --mgpu-start-timeout 900)
 for pass in 1 2; do
   extra=()
   [ "$pass" = 1 ] && extra=(--mgpu-update-baselines)
-  log "pass $pass start"
-  python3 -m pytest perf_tests/gpu "${common[@]}" "${extra[@]}" \
+  log "pass $pass start"; mkdir -p "$results/pass$pass"
+  MGPU_RESULTS_DIR="$results/pass$pass" python3 -m pytest perf_tests/gpu "${common[@]}" "${extra[@]}" \
     --mgpu-report "$results/pass$pass.json" --mgpu-summary "$results/pass$pass.md" \
     --junitxml "$results/pass$pass.junit.xml" > "$results/pass$pass.log" 2>&1
   log "pass $pass exit $?"
