@@ -50,4 +50,4 @@ def test_vllm_client_agrees(mgpu_engine, tmp_path: Path) -> None:
            "--num-prompts", "64", "--max-concurrency", "16", "--client-cpu", "-1", "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     print(proc.stdout[-4000:])
-    assert proc.returncode == 0, f"vLLM's client and ours disagree beyond the limits:\n{proc.stdout}{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"the two clients disagree beyond the limits:\n{proc.stdout}{proc.stderr[-3000:]}"
