@@ -1,0 +1,21 @@
+"""Every configuration this box can run, measured once, gated against its baseline and held to the SLOs.
+
+Runs first (alphabetical order), in the engine order of `plan.CONFIGS`, so the comparison tests
+that follow reuse these measurements and start no engine of their own.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_mgpu import assert_slo
+
+from .plan import CONFIGS
+
+
+@pytest.mark.parametrize("config", [pytest.param(c, id=c.id, marks=pytest.mark.mgpu_gpus(c.min_devices))
+                                    for c in CONFIGS])
+def test_configuration(config, measure, mgpu_baseline, perf_slo) -> None:
+    result = measure(config)  # more than 5% failed requests is an error of mgpu_bench itself
+    mgpu_baseline.check(result)
+    assert_slo(result, **perf_slo)
