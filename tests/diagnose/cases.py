@@ -82,6 +82,26 @@ def codes(found: list[Finding]) -> list[str]:
     return [f.code for f in found]
 
 
+def capture_telemetry(name: str, engine_pids: tuple[int, ...]) -> Telemetry:
+    """A recording of tools/capture_nvml.py (tests/data/nvml: flat per-GPU readings) as telemetry."""
+    rows = json.loads((Path(__file__).parents[1] / "data" / "nvml" / f"{name}.json").read_text())
+    by_time: dict[float, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_time.setdefault(float(row["t_s"]), []).append(row)
+    snapshots = tuple(
+        GpuSnapshot(t, tuple(GpuReading(
+            power_w=r["power_mw"] / 1000, sm_clock_mhz=r["sm_clock_mhz"], memory_used_bytes=r["memory_used_bytes"],
+            gpu_util_pct=r["utilization_gpu_pct"], clock_event_reasons=r["clocks_event_reasons"],
+            energy_mj=r["total_energy_mj"], pcie_gen=r["pcie_gen_current"], pcie_width=r["pcie_width_current"],
+            temperature_c=r["temperature_c"], pids=tuple(p["pid"] for p in r["compute_processes"]))
+            for r in sorted(readings, key=lambda r: r["index"])), engine_pids)
+        for t, readings in sorted(by_time.items()))
+    first = sorted(by_time[min(by_time)], key=lambda r: r["index"])
+    devices = tuple(Device(index=r["index"], kind="cuda", name=r["name"], uuid=r["uuid"],
+                           pcie_gen_max=r["pcie_gen_max"], pcie_width_max=r["pcie_width_max"]) for r in first)
+    return summarize_gpu(devices, snapshots, snapshots[-1].t_s - snapshots[0].t_s)
+
+
 def reading(**values: Any) -> GpuReading:
     return GpuReading(**values)
 

@@ -20,6 +20,7 @@ from pytest_mgpu.diagnose.telemetry import DeviceTelemetry, Telemetry
 from .cases import (
     WORKLOAD,
     as_cpu,
+    capture_telemetry,
     codes,
     findings,
     h100_topology,
@@ -66,6 +67,15 @@ def test_idle_devices_fires_on_the_h100_recording_where_the_engine_holds_no_cont
     assert "device(s) [0] are leased to the engine" in finding.message
     assert "no engine process on it" in finding.message
     assert finding.evidence["no_engine_process_on"] == [0]
+
+
+def test_idle_devices_on_the_hardware_capture_recordings() -> None:
+    topo = h100_topology()
+    srv = server(topo, tp=1)
+    idle = capture_telemetry("h100-single-vm.nvml-idle", engine_pids=(449,))
+    assert codes(only(findings(topo, srv, telemetry=idle), "idle-devices")) == ["idle-devices"]
+    load = capture_telemetry("h100-single-vm.nvml-load", engine_pids=(449,))
+    assert findings(topo, srv, telemetry=load) == []
 
 
 def test_idle_devices_is_silent_when_the_engine_runs_on_exactly_its_devices() -> None:

@@ -15,7 +15,7 @@ from pytest_mgpu.diagnose.nvml_probe import GpuSnapshot, reason_names, summarize
 from pytest_mgpu.diagnose.telemetry import Sampler, Telemetry
 from pytest_mgpu.hardware.cpu import cpu_topology
 
-from .cases import recorded_telemetry, recording
+from .cases import capture_telemetry, recorded_telemetry, recording
 
 
 def test_h100_matmul_recording_summary() -> None:
@@ -36,6 +36,17 @@ def test_h100_idle_recording_summary() -> None:
     assert d.busy == 0.0 and d.engine_present is False
     assert 70 < (d.power_w_mean or 0) < 80  # the recorded idle draw
     assert d.clock_event_reasons == 0x1 and d.throttled_fraction == 0.0
+
+
+def test_hardware_capture_recordings_summarize_the_same_way() -> None:
+    """tests/data/nvml (the hardware layer's H100 capture): a load ramping up to ~680 W, and an idle GPU."""
+    load = capture_telemetry("h100-single-vm.nvml-load", engine_pids=(449,)).devices[0]
+    assert load.engine_present is True and load.other_pids == ()
+    assert load.busy == pytest.approx(sum([58, 99, 99, 99, 99, 99, 98, 100, 99]) / 9 / 100)
+    assert load.energy_j == pytest.approx((4542215 - 3225949) / 1000)
+    assert load.throttled_fraction == 0.0
+    idle = capture_telemetry("h100-single-vm.nvml-idle", engine_pids=(449,)).devices[0]
+    assert idle.busy == 0.0 and idle.engine_present is False
 
 
 def test_energy_falls_back_to_integrated_power_when_the_counter_is_not_supported() -> None:
