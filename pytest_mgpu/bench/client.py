@@ -27,9 +27,14 @@ _USAGE = (b'"usage":{', b'"usage": {')
 _KNOWN = (b'"choices":[]', b'"choices": []')  # an event with no choices (usage chunk)
 
 
+# Below the server's own idle keep-alive (uvicorn and vLLM: 5 s): a pooled connection the server
+# has already closed fails the next request with "Server disconnected" (seen between repeats).
+KEEPALIVE_S = 3.0
+
+
 def make_session(max_connections: int | None) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=max_connections or 0, limit_per_host=max_connections or 0,
-                                     keepalive_timeout=60, ttl_dns_cache=300)
+                                     keepalive_timeout=KEEPALIVE_S, ttl_dns_cache=300)
     return aiohttp.ClientSession(connector=connector, read_bufsize=READ_BUFSIZE_BYTES,
                                  auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None))
 
