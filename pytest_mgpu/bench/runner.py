@@ -227,14 +227,11 @@ def _token_findings(m: dict[str, float], max_fraction: float) -> list[Finding]:
 
 
 def _versions(server: EngineServer) -> dict[str, str]:
-    import importlib.metadata
     import platform
 
     import aiohttp
 
-    try:
-        ours = importlib.metadata.version("pytest-mgpu")
-    except importlib.metadata.PackageNotFoundError:
-        ours = "unknown"
-    return {**server.versions, "pytest_mgpu": ours, "aiohttp": aiohttp.__version__,
+    from pytest_mgpu import __version__
+
+    return {**server.versions, "pytest_mgpu": __version__, "aiohttp": aiohttp.__version__,
             "python": platform.python_version()}

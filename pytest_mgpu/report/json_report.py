@@ -13,7 +13,7 @@ REPORT_SCHEMA_VERSION = 1
 
 def build(rows: Sequence[Row], warnings: Sequence[str], exit_status: int,
           settings: dict[str, Any]) -> dict[str, Any]:
-    from importlib.metadata import version
+    from pytest_mgpu import __version__
 
     versions: dict[str, list[str]] = {}
     for r in rows:
@@ -23,7 +23,7 @@ def build(rows: Sequence[Row], warnings: Sequence[str], exit_status: int,
                 versions[name].append(value)
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
-        "pytest_mgpu": version("pytest-mgpu"),
+        "pytest_mgpu": __version__,  # also where the package runs from a checkout, uninstalled
         "created_utc": datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat(),
         "exit_status": exit_status,
         "settings": settings,
