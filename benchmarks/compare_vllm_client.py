@@ -92,6 +92,9 @@ def main() -> int:
     p.add_argument("--model", default=str(TINY_MODEL), help="served model name (and tokenizer directory)")
     p.add_argument("--tokenizer", help="tokenizer directory when --model is a served name (default: --model)")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seed-base", type=int, default=int(time.time()) % 1_000_000,
+                   help="round k uses seed base+k for both clients (default: fresh, so no prompt is in the prefix "
+                        "cache of an engine that served earlier runs)")
     p.add_argument("--num-prompts", type=int, default=64)
     p.add_argument("--max-concurrency", type=int, default=16)
     p.add_argument("--input-len", type=int, default=128)
@@ -109,7 +112,7 @@ def main() -> int:
             order = (("vllm", run_vllm_client), ("ours", run_ours))
             this: dict[str, dict[str, Any]] = {}
             for name, fn in order if k % 2 == 0 else order[::-1]:
-                this[name] = fn(base_url, a.model, a.tokenizer or a.model, a, seed=k)
+                this[name] = fn(base_url, a.model, a.tokenizer or a.model, a, seed=a.seed_base + k)
                 print(f"round {k + 1} {name:>4}: " + "  ".join(f"{m}={this[name][m]:.2f}" for m in SHOWN[:3]),
                       flush=True)
             rounds.append(this)

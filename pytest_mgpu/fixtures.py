@@ -116,6 +116,10 @@ def mgpu_engine(request: pytest.FixtureRequest, _mgpu_engine_logs: Path) -> Engi
     return EngineFactory(get_session(request.config), request, _mgpu_engine_logs)
 
 
+# Each run on an engine draws fresh prompts, so none is answered from the prefix cache of an earlier run.
+RUN_SEED_STRIDE = 1000
+
+
 class BenchRunner:
     """`mgpu_bench(server, workload=None, *, repeats=None) -> BenchResult`, recorded for the reports."""
 
@@ -138,10 +142,13 @@ class BenchRunner:
         hardware = {"fingerprint": fp.dirname, "label": fp.label, "digest": fp.digest, **fp.facts,
                     "devices_used": [session.topology.devices[i].name for i in server.devices]}
         earlier = tuple(r.result for r in session.records)
+        runs = session.services.setdefault("bench_runs", {})  # base_url -> runs so far on that engine
+        offset = RUN_SEED_STRIDE * runs.get(server.base_url, 0)
+        runs[server.base_url] = runs.get(server.base_url, 0) + 1
         sampler = start_telemetry(session.topology, server)  # telemetry over the measurement window
         try:
             result = run_bench(server, workload or Workload(), repeats=repeats or session.settings.repeats,
-                               hardware=hardware)
+                               hardware=hardware, seed_offset=offset)
         except Exception as exc:
             raise _explain_engine_death(session, server, exc) from exc
         finally:

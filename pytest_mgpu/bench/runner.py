@@ -43,6 +43,7 @@ def run_bench(
     max_failed_fraction: float = 0.05,
     max_mismatch_fraction: float = 0.01,
     health_limits: HealthLimits | None = None,
+    seed_offset: int = 0,
 ) -> BenchResult:
     """Warm up once, then run `workload` `repeats` times against `server`.
 
@@ -50,6 +51,8 @@ def run_bench(
     more than `max_failed_fraction` of them fail; a request that takes longer than
     `request_timeout_s` counts as failed. Output-length mismatches above
     `max_mismatch_fraction` and a client that could not keep up become findings.
+    `seed_offset` shifts every prompt seed (not the workload's identity): an engine that
+    already served a run's prompts would answer from its prefix cache, halving TTFT.
     """
     workload = workload or Workload()
     if repeats < 1:
@@ -57,7 +60,8 @@ def run_bench(
     endpoint = ENDPOINTS[workload.endpoint]
     tok = _tokenizer(server) if datasets.needs_tokenizer(workload, endpoint.accepts_token_ids) else None
     run_id = uuid.uuid4().hex[:8]
-    plans = [_prepare(server, workload, workload.seed + r, workload.num_prompts, tok, f"mgpu-{run_id}-r{r}-")
+    first_seed = workload.seed + seed_offset
+    plans = [_prepare(server, workload, first_seed + r, workload.num_prompts, tok, f"mgpu-{run_id}-r{r}-")
              for r in range(repeats)]
     warm = _prepare(server, workload, workload.seed + _WARMUP_SEED_OFFSET, workload.warmup_requests, tok,
                     f"mgpu-{run_id}-w-")

@@ -36,7 +36,8 @@ class Workload:
       with unbounded concurrency a full wave would be the whole run, so it is one request.
     - `goodput_ms`: service-level objectives in ms, keys "ttft", "tpot", "e2el"
       (vLLM's `--goodput`); a dict is accepted and stored as sorted pairs.
-    - Repeat r of a run uses seed `seed + r`, so repeats do not replay identical prompts into
+    - Repeat r of a run uses seed `seed + r` (plus 1000 for each earlier run on the same engine
+      in the session: `mgpu_bench` counts them), so repeats do not replay identical prompts into
       the engine's prefix cache.
     """
 
