@@ -48,13 +48,22 @@ CONFIGS: tuple[Config, ...] = (
 
 # 128 in / 128 out at high concurrency: the memory-bound decode regime of the seeds.
 WORKLOADS = {
-    "cpu": Workload(input_len=128, output_len=128, num_prompts=96, max_concurrency=32),
+    # 2-core CPU default: 16 in flight keeps the client (which shares a core with the engine's server) from
+    # lagging so far behind that its own delays, not the engine, set TPOT
+    "cpu": Workload(input_len=128, output_len=128, num_prompts=64, max_concurrency=16),
     "cuda": Workload(input_len=128, output_len=128, num_prompts=512, max_concurrency=128),
 }
 # Service-level objectives every configuration must meet (loose on the 2-core CPU default).
 SLOS = {
     "cpu": {"p99_ttft_ms": 20000.0, "p99_tpot_ms": 250.0},
     "cuda": {"p99_ttft_ms": 5000.0, "p99_tpot_ms": 100.0},
+}
+# Relative change the baseline gate tolerates (None: each metric's registry default, 10% for the gated ones).
+# The 2-core CPU default shares its cores with the load generator and whatever else runs, so it is a coarse
+# gate there: run to run, per-device throughput moved about 10% and median TPOT up to 40% on our 2-core box.
+TOLERANCES: dict[str, dict[str, float] | None] = {
+    "cpu": {"output_throughput_per_gpu": 0.25, "median_tpot_ms": 0.5},
+    "cuda": None,
 }
 # With NVLink, TP=N should keep at least this share of TP=1's per-GPU throughput (the seeds saw >1).
 MIN_NVLINK_TP_EFFICIENCY = 0.5

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_mgpu import assert_slo
+from pytest_mgpu import assert_slo, get_session
 
-from .plan import CONFIGS
+from .plan import CONFIGS, TOLERANCES
 
 
 @pytest.mark.parametrize("config", [pytest.param(c, id=c.id, marks=pytest.mark.mgpu_gpus(c.min_devices))
                                     for c in CONFIGS])
-def test_configuration(config, measure, mgpu_baseline, perf_slo) -> None:
+def test_configuration(config, measure, mgpu_baseline, mgpu_topology, perf_slo, pytestconfig) -> None:
     result = measure(config)  # more than 5% failed requests is an error of mgpu_bench itself
-    mgpu_baseline.check(result)
+    chosen = get_session(pytestconfig).settings.tolerance  # --mgpu-tolerance, when given, wins
+    mgpu_baseline.check(result, tolerance=None if chosen is not None else TOLERANCES[mgpu_topology.kind])
     assert_slo(result, **perf_slo)
