@@ -141,8 +141,9 @@ def test_cpu_probe_sees_the_engine_on_its_core_group_and_nothing_on_the_other() 
     t = sampler.telemetry
     assert t is not None and t.kind == "cpu", sampler.telemetry
     first, second = t.devices
-    # the pinned thread shares its core with whatever else runs here, so only 'clearly busy' is asserted
-    assert first.engine_present is True and first.busy is not None and first.busy > 0.2, t
+    # the pinned thread shares its core with whatever else runs here (on a loaded 2-core box it got as little
+    # as 14% of it), so only "busy at all" is asserted; the other group must read exactly zero
+    assert first.engine_present is True and first.busy is not None and first.busy > 0.02, t
     assert second.engine_present is False and second.busy == 0.0, t
     assert first.system_busy is not None and first.system_busy >= first.busy - 0.1
     assert [p.pid for p in t.processes] == [proc.pid]
