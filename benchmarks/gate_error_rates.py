@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("reports/gate_error_rates.json"))
     ap.add_argument("--analyse-only", type=Path, help="re-analyse a raw .jsonl from an earlier run")
     args = ap.parse_args(argv)
-    raw = args.out.with_suffix(".jsonl")
+    raw = args.out.with_suffix(".jsonl").resolve()  # the measuring session runs in a temporary directory
     args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     if args.analyse_only:

@@ -67,7 +67,7 @@ class BaselineChecker:
         measured = rows(baseline)
         outcome = compare.overall(m.outcome for m in measured)
         verdict = Verdict(outcome, label(result), fingerprint(result), measured, shown, changes,
-                          compare.notes_for(outcome))
+                          compare.notes_for(outcome) + _findings_note(result))
         self._remember(result, verdict)
         if verdict.failed:
             pytest.fail(verdict_table(verdict), pytrace=False)
@@ -107,6 +107,15 @@ class BaselineChecker:
                 record.verdict = verdict
                 return
         self.session.records.append(Record(self.nodeid, result, verdict))
+
+
+def _findings_note(result: Measured) -> tuple[str, ...]:
+    """A measurement with findings (a client that could not keep up, idle devices) may not describe the engine."""
+    codes = sorted({str(getattr(f, "code", f)) for f in getattr(result, "findings", ()) or ()})
+    if not codes:
+        return ()
+    return (f"the measurement has findings ({', '.join(codes)}): read them in the pytest-mgpu summary "
+            "before trusting the numbers",)
 
 
 def _display_path(path: Path, rootdir: Path) -> str:

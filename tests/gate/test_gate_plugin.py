@@ -224,3 +224,17 @@ def test_perf(measured, mgpu_baseline):
         assert proc.returncode == 0, out
     stored = json.loads(baseline_file(gate).read_text())
     assert sorted(e["spec"]["tp"] for e in stored["entries"].values()) == [1, 2]
+
+
+def test_findings_are_named_under_the_table(gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    record(gate)
+    gate.makepyfile(test_perf="""
+from pytest_mgpu.diagnose.findings import Finding, Severity
+
+def test_perf(measured, mgpu_baseline):
+    lag = Finding("client-bound", Severity.WARNING, "the load generator set the pace")
+    mgpu_baseline.check(measured(scale=1.3, findings=(lag,)))
+""")
+    result = gate.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*regression*", "the measurement has findings (client-bound)*"])
