@@ -50,6 +50,20 @@ def _error_text(status: int, body: str) -> str:
     return f"HTTP {status}: {message[:500]}"
 
 
+async def _post(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str],
+                timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+    """POST, once more if a pooled connection turns out closed before any response came back.
+
+    The server closes idle keep-alive connections after 5 s by its own clock; a client whose event
+    loop lags (a 2-core box) can still pick such a connection under KEEPALIVE_S by its clock, and
+    the request dies with "Server disconnected" before the server ever saw it (no access-log line).
+    """
+    try:
+        return await session.post(url, data=body, headers=headers, timeout=timeout)
+    except aiohttp.ServerDisconnectedError:
+        return await session.post(url, data=body, headers=headers, timeout=timeout)
+
+
 async def stream_request(
     session: aiohttp.ClientSession,
     url: str,
@@ -74,7 +88,7 @@ async def stream_request(
     stream_error = ""
     st = time.perf_counter()
     try:
-        async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
+        async with await _post(session, url, body, headers, timeout) as resp:
             if resp.status != 200:
                 return RequestRecord(index, scheduled_s, ready_s, st, False, requested_output_tokens=output_len,
                                      error=_error_text(resp.status, await resp.text(errors="replace")))

@@ -83,7 +83,12 @@ def load(w: Workload, seed: int, n: int, tok: Tokenizer | None) -> list[Sample]:
 
 def needs_tokenizer(w: Workload, accepts_token_ids: bool) -> bool:
     kind = kind_of(w.dataset)
-    return LOADERS[kind].needs_tokenizer or (kind in ("random", "fixed") and not accepts_token_ids)
+    return LOADERS[kind].needs_tokenizer or (kind in ("random", "fixed") and not sends_ids(w, accepts_token_ids))
+
+
+def sends_ids(w: Workload, accepts_token_ids: bool) -> bool:
+    """Do token-id prompts go out as ids (True) or as text that re-encodes to the same length?"""
+    return accepts_token_ids and not w.text_prompts
 
 
 # --- random and fixed: token ids ---------------------------------------------------------

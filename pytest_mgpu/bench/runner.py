@@ -139,7 +139,7 @@ def _prepare(server: EngineServer, w: Workload, seed: int, n: int, tok: datasets
         return []
     endpoint = ENDPOINTS[w.endpoint]
     samples = datasets.load(w, seed, n, tok)
-    if not endpoint.accepts_token_ids:
+    if not datasets.sends_ids(w, endpoint.accepts_token_ids):
         samples = datasets.as_text(samples, tok, seed)
     return [
         Prepared(json.dumps(endpoint.body(server.model_name, s), separators=(",", ":")).encode(),

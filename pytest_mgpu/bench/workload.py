@@ -36,6 +36,9 @@ class Workload:
       with unbounded concurrency a full wave would be the whole run, so it is one request.
     - `goodput_ms`: service-level objectives in ms, keys "ttft", "tpot", "e2el"
       (vLLM's `--goodput`); a dict is accepted and stored as sorted pairs.
+    - `text_prompts`: random and fixed prompts go as token ids where the endpoint takes them
+      (exact lengths, no tokenizing on the server); True sends them as text, as vLLM's client
+      does, so the server's tokenizing counts in TTFT (the chat endpoint always takes text).
     - Repeat r of a run uses seed `seed + r` (plus 1000 for each earlier run on the same engine
       in the session: `mgpu_bench` counts them), so repeats do not replay identical prompts into
       the engine's prefix cache.
@@ -55,6 +58,7 @@ class Workload:
     range_ratio: float = 0.0
     prefix_len: int = 0
     goodput_ms: tuple[tuple[str, float], ...] | Mapping[str, float] = ()
+    text_prompts: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.goodput_ms, Mapping):
@@ -134,6 +138,8 @@ def _problems(w: Workload) -> list[str]:
         p.append(f"seed must be an integer >= 0, got {w.seed!r}")
     if not isinstance(w.range_ratio, int | float) or not 0 <= w.range_ratio < 1:
         p.append(f"range_ratio must be in [0, 1), got {w.range_ratio!r}")
+    if not isinstance(w.text_prompts, bool):
+        p.append(f"text_prompts must be True or False, got {w.text_prompts!r}")
     if not _is_int(w.prefix_len) or w.prefix_len < 0:
         p.append(f"prefix_len must be an integer >= 0, got {w.prefix_len!r}")
     if w.endpoint not in endpoints.ENDPOINTS:

@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--range-ratio", type=float, default=0.0)
     w.add_argument("--prefix-len", type=int, default=0)
+    w.add_argument("--text-prompts", action="store_true",
+                   help="send synthetic prompts as text (as vLLM's client does) instead of token ids")
     w.add_argument("--goodput", type=_goodput, nargs="+", default=[], metavar="KEY:MS",
                    help="objectives for request goodput, e.g. ttft:2000 tpot:100 e2el:20000")
     parser.add_argument("--repeats", type=int, default=1)
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             max_concurrency=args.max_concurrency, request_rate=args.request_rate, burstiness=args.burstiness,
             dataset=args.dataset, endpoint=args.endpoint, warmup=args.warmup, seed=args.seed,
             dataset_path=args.dataset_path, range_ratio=args.range_ratio, prefix_len=args.prefix_len,
-            goodput_ms=dict(args.goodput),
+            goodput_ms=dict(args.goodput), text_prompts=args.text_prompts,
         )
         server = external_server(args.base_url, model=args.model, n_devices=args.devices, tokenizer=args.tokenizer)
         result = run_bench(server, workload, repeats=args.repeats, request_timeout_s=args.request_timeout)

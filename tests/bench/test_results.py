@@ -76,23 +76,30 @@ def test_with_findings_adds_without_duplicates_and_keeps_the_original() -> None:
 
 
 @pytest.mark.parametrize(
-    ("health", "tpot_ms", "expect"),
+    ("health", "tpot_ms", "code", "expect"),
     [
-        (ClientHealth(cpu_util=0.3, loop_lag_p99_ms=1.0, dispatch_lag_p99_ms=0.5), 5.0, None),
-        (ClientHealth(cpu_util=0.97), 5.0, "the client used 97% of its core"),
-        (ClientHealth(loop_lag_p99_ms=9.0), 10.0, "p99 event-loop lag was 9.0 ms (limit 2.5 ms"),
-        (ClientHealth(dispatch_lag_p99_ms=30.0), 100.0, "p99 dispatch lag was 30.0 ms (limit 25.0 ms"),
-        (ClientHealth(loop_lag_p99_ms=1.9), 0.1, None),  # under the 2 ms timer floor
+        (ClientHealth(cpu_util=0.3, loop_lag_p99_ms=1.0, dispatch_lag_p99_ms=0.5), 5.0, None, ""),
+        (ClientHealth(cpu_util=0.97), 5.0, "client-bound", "the client used 97% of its core"),
+        (ClientHealth(loop_stalled_fraction=0.4, loop_lag_max_ms=4100), 5.0, "client-bound",
+         "its event loop stood still for 40% of the run (longest 4100 ms)"),
+        (ClientHealth(loop_lag_p50_ms=3.0), 10.0, "client-bound", "median event-loop lag was 3.0 ms (limit 2.5 ms"),
+        (ClientHealth(dispatch_lag_p50_ms=30.0), 100.0, "client-bound", "median dispatch lag was 30.0 ms (limit 25.0"),
+        (ClientHealth(loop_lag_p99_ms=9.0), 10.0, "client-jitter", "p99 event-loop lag was 9.0 ms"),
+        (ClientHealth(loop_lag_p99_ms=1.9), 0.1, None, ""),  # under the 2 ms timer floor
     ],
 )
-def test_client_bound_finding(health: ClientHealth, tpot_ms: float, expect: str | None) -> None:
+def test_client_findings(health: ClientHealth, tpot_ms: float, code: str | None, expect: str) -> None:
     found = assess(health, {"median_tpot_ms": tpot_ms}, HealthLimits())
-    if expect is None:
-        assert found == ()
-    else:
-        assert [f.code for f in found] == ["client-bound"]
+    assert [f.code for f in found] == ([code] if code else [])
+    if code:
         assert expect in found[0].message
         assert found[0].evidence["client"]["cpu_util"] == health.cpu_util
+
+
+def test_stalled_fraction_counts_only_lag_beyond_the_timer_floor() -> None:
+    h = ClientHealth.measure(10.0, 1.0, [0.001], [0.0005] * 1000 + [4.001], [0.0])
+    assert h.loop_stalled_fraction == pytest.approx(0.4)
+    assert h.cpu_util == pytest.approx(0.1)
 
 
 def test_loop_lag_monitor_sees_a_blocked_loop() -> None:

@@ -65,6 +65,13 @@ def test_requests_carry_exact_lengths(server: ScriptedServer, tok_path: str) -> 
         assert q["stream_options"] == {"include_usage": True}
 
 
+def test_text_prompts_go_as_text(server: ScriptedServer, tok_path: str) -> None:
+    r = run_bench(server.engine_server(tokenizer_path=tok_path),
+                  Workload(input_len=50, output_len=3, num_prompts=3, text_prompts=True))
+    assert {q["prompt_is_token_ids"] for q in measured(server)} == {False}
+    assert r.completed == 3
+
+
 def test_closed_loop_never_exceeds_the_concurrency_and_reaches_it(server: ScriptedServer, tok_path: str) -> None:
     server.set_script(Script(Behavior(ttft_s=0.01, itl_s=0.002)))
     w = Workload(input_len=8, output_len=8, num_prompts=40, max_concurrency=5)

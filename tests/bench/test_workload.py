@@ -39,6 +39,7 @@ def test_defaults_follow_vllm_ci_serving_tests() -> None:
         ({"dataset": "fixed", "range_ratio": 0.5}, "dataset 'fixed' has exact lengths"),
         ({"input_len": 1, "range_ratio": 0.5}, "so no prompt is empty"),
         ({"goodput_ms": {"ttfb": 10}}, "goodput_ms takes ttft, tpot, e2el"),
+        ({"text_prompts": 1}, "text_prompts must be True or False"),
         ({"goodput_ms": {"ttft": -1}}, "goodput_ms takes ttft, tpot, e2el"),
     ],
 )
