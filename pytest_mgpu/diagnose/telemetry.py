@@ -38,6 +38,7 @@ class DeviceTelemetry:
     energy_j: float | None = None
     power_w_mean: float | None = None
     sm_clock_mhz_mean: float | None = None
+    sm_clock_mhz_max: float | None = None  # the highest SM clock the GPU supports, when NVML said
     memory_used_bytes_max: int | None = None
     clock_event_reasons: int = 0  # OR over the samples
     throttled_fraction: float = 0.0  # samples with a throttling reason (not idle, not application clocks)
@@ -167,10 +168,13 @@ class Sampler(Generic[S]):
             except Exception as exc:
                 self._notes.append(f"the last {self.probe.kind} telemetry read failed: {exc}")
         self._close()
-        if len(self._snapshots) < 2:
-            self.telemetry = Telemetry(self.probe.kind, window_s, notes=tuple(self._notes))
-        else:
-            self.telemetry = self.probe.summarize(self._snapshots, window_s, tuple(self._notes))
+        self.telemetry = Telemetry(self.probe.kind, window_s, notes=tuple(self._notes))
+        if len(self._snapshots) >= 2:
+            try:
+                self.telemetry = self.probe.summarize(self._snapshots, window_s, tuple(self._notes))
+            except Exception as exc:
+                self.telemetry = Telemetry(self.probe.kind, window_s, notes=(
+                    *self._notes, f"summarizing {self.probe.kind} telemetry failed: {type(exc).__name__}: {exc}"))
         return self.telemetry
 
     def _close(self) -> None:
