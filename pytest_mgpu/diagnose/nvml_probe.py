@@ -44,6 +44,7 @@ class GpuReading:
 
     power_w: float | None = None
     sm_clock_mhz: int | None = None
+    sm_clock_max_mhz: int | None = None  # the highest SM clock the GPU supports (boost)
     memory_used_bytes: int | None = None
     gpu_util_pct: float | None = None  # share of the last sample period a kernel ran (NVML)
     clock_event_reasons: int | None = None
@@ -110,6 +111,7 @@ class _Nvml:
         return GpuReading(
             power_w=power / 1000 if power is not None else None,
             sm_clock_mhz=self.get("nvmlDeviceGetClockInfo", handle, getattr(nv, "NVML_CLOCK_SM", 1)),
+            sm_clock_max_mhz=self.get("nvmlDeviceGetMaxClockInfo", handle, getattr(nv, "NVML_CLOCK_SM", 1)),
             memory_used_bytes=int(memory.used) if memory is not None else None,
             gpu_util_pct=float(util.gpu) if util is not None else None,
             clock_event_reasons=int(reasons) if reasons is not None else None,
@@ -220,6 +222,7 @@ def summarize_gpu(devices: Sequence[Device], snapshots: Sequence[GpuSnapshot], w
             energy_j=energy,
             power_w_mean=energy / window_s if energy is not None and window_s > 0 else None,
             sm_clock_mhz_mean=sum(clocks) / len(clocks) if clocks else None,
+            sm_clock_mhz_max=max(_values(readings, "sm_clock_max_mhz"), default=None),
             memory_used_bytes_max=max(memory) if memory else None,
             clock_event_reasons=_or(reasons),
             throttled_fraction=sum(1 for r in reasons if r & ~NOT_THROTTLING) / len(reasons) if reasons else 0.0,

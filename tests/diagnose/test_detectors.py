@@ -180,6 +180,15 @@ def test_throttled_fires_on_the_real_power_capped_h100() -> None:
     assert 1600 < finding.evidence["sm_clock_mhz_mean"] < 1700
 
 
+def test_power_cap_with_clocks_held_is_the_normal_full_load_state() -> None:
+    """A healthy H100 serving at high load sat at its power cap 21-38% of the time at 97-99% of its clock."""
+    topo = h100_topology()
+    held = recorded_telemetry("h100-matmul", clock_event_reasons=0x4, sm_clock_mhz=1932, sm_clock_max_mhz=1980)
+    assert only(findings(topo, server(topo, tp=1), telemetry=held), "throttled") == []
+    cut = recorded_telemetry("h100-matmul", clock_event_reasons=0x4, sm_clock_mhz=1630, sm_clock_max_mhz=1980)
+    assert len(only(findings(topo, server(topo, tp=1), telemetry=cut), "throttled")) == 1
+
+
 def test_throttled_fires_on_a_thermal_slowdown_bit() -> None:
     topo = h100_topology()
     telemetry = recorded_telemetry("h100-copy", clock_event_reasons=0x40)
