@@ -59,5 +59,6 @@ def declare(code: str, description: str) -> None:
 
 
 declare("client-bound", "the load generator, not the engine, may have set the pace (from the load generator)")
+declare("client-jitter", "the load generator lagged now and then: tail latencies are suspect, medians are not")
 declare("output-length-mismatch", "the engine returned a different number of output tokens than asked for")
 declare("usage-missing", "streams carried no usage chunk, so output tokens were counted from events")
