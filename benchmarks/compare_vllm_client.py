@@ -46,7 +46,7 @@ SHOWN = ("output_throughput", "median_tpot_ms", "median_ttft_ms", "median_itl_ms
 
 
 @contextlib.contextmanager
-def engine(port: int, log_dir: Path, cpus: str) -> Iterator[str]:
+def engine(port: int, log_dir: Path, cpus: str) -> Iterator[tuple[str, int]]:
     """vLLM's CPU build on the tiny model, with the flags tested on these machines.
 
     Every engine process is confined to `cpus` (taskset), not just its OpenMP threads: vLLM's
@@ -62,9 +62,36 @@ def engine(port: int, log_dir: Path, cpus: str) -> Iterator[str]:
     process.start(timeout_s=600)
     print(f"engine up in {time.monotonic() - t0:.0f} s (log {process.log_path})", flush=True)
     try:
-        yield f"http://127.0.0.1:{port}"
+        assert process.pid is not None
+        yield f"http://127.0.0.1:{port}", process.pid  # the engine leads its own session
     finally:
         process.stop()
+
+
+def others_cpu_s(engine_sid: int) -> float:
+    """CPU seconds used so far by every process outside this one and the engine's session."""
+    total, me = 0, os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[3]) != engine_sid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(engine_sid: int, max_cores: float, timeout_s: float) -> float:
+    """Wait (up to timeout_s) until other processes use under max_cores; returns the last load seen."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        before = others_cpu_s(engine_sid)
+        time.sleep(1.0)
+        load = others_cpu_s(engine_sid) - before
+        if load <= max_cores or time.monotonic() > deadline:
+            return load
 
 
 def run_vllm_client(base_url: str, model: str, tokenizer: str, a: argparse.Namespace, seed: int) -> dict[str, Any]:
@@ -114,45 +141,69 @@ def main() -> int:
     p.add_argument("--output-len", type=int, default=128)
     p.add_argument("--client-cpu", type=int, default=1, help="pin both clients to this CPU (-1: no pinning)")
     p.add_argument("--engine-cpus", default="0", help="CPUs for every engine process (taskset -c list)")
+    p.add_argument("--quiet-cores", type=float, default=0.1,
+                   help="before each run, wait until other processes use less than this many cores")
+    p.add_argument("--quiet-timeout", type=float, default=60.0)
     p.add_argument("--out", type=Path, help="write every number as JSON here")
     a = p.parse_args()
     if a.client_cpu >= 0:
         os.sched_setaffinity(0, {a.client_cpu})
     with contextlib.ExitStack() as stack:
-        base_url = a.base_url or stack.enter_context(
-            engine(free_port(), Path(stack.enter_context(tempfile.TemporaryDirectory())), a.engine_cpus))
+        sid = -1  # with --base-url the engine is just another process: "others" then includes it
+        if a.base_url:
+            base_url = a.base_url
+        else:
+            base_url, sid = stack.enter_context(
+                engine(free_port(), Path(stack.enter_context(tempfile.TemporaryDirectory())), a.engine_cpus))
         rounds: list[dict[str, dict[str, Any]]] = []
         for k in range(a.rounds):
             order = (("vllm", run_vllm_client), ("ours", run_ours), ("ours-text", run_ours_text))
             this: dict[str, dict[str, Any]] = {}
             for name, fn in order if k % 2 == 0 else order[::-1]:
+                if sid > 0:
+                    wait_quiet(sid, a.quiet_cores, a.quiet_timeout)
+                cpu0, t0 = others_cpu_s(sid), time.monotonic()
                 this[name] = fn(base_url, a.model, a.tokenizer or a.model, a, seed=a.seed_base + k)
-                print(f"round {k + 1} {name:>4}: " + "  ".join(f"{m}={this[name][m]:.2f}" for m in SHOWN[:3]),
-                      flush=True)
+                # a lower bound: processes that exit during the run take their CPU time with them
+                this[name]["others_cores"] = max(0.0, others_cpu_s(sid) - cpu0) / (time.monotonic() - t0)
+                print(f"round {k + 1} {name:>9}: " + "  ".join(f"{m}={this[name][m]:.2f}" for m in SHOWN[:3])
+                      + f"  (other processes: {this[name]['others_cores']:.2f} cores)", flush=True)
             rounds.append(this)
     return report(rounds, a)
 
 
 def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> int:
+    """Medians of each tool, and the verdict on paired ratios: each round's ours/vllm, then their median.
+
+    Pairing within a round cancels the engine's drift; a round where other processes took more
+    than 0.25 cores during any run is left out of the verdict when two clean rounds remain.
+    """
+    clean = [r for r in rounds if max(x["others_cores"] for x in r.values()) <= 0.25]
+    judged = clean if len(clean) >= 2 else rounds
+
     def med(tool: str, metric: str) -> float:
         return statistics.median(float(r[tool][metric]) for r in rounds)
 
+    def paired(tool: str, metric: str) -> float:
+        return statistics.median(float(r[tool][metric]) / float(r["vllm"][metric])
+                                 if float(r["vllm"][metric]) else float("nan") for r in judged)
+
     print(f"\nrandom {a.input_len}/{a.output_len}, {a.num_prompts} prompts, max concurrency {a.max_concurrency}, "
-          f"{len(rounds)} alternating rounds (medians over rounds). ours: token-id prompts (the default); "
-          "ours-text: text prompts, the requests vLLM's client sends")
+          f"{len(rounds)} alternating rounds. ours: token-id prompts (the default); ours-text: text prompts, the "
+          f"requests vLLM's client sends. Values: medians over rounds; ratios: median of per-round ratios over "
+          f"{len(judged)} {'clean ' if judged is clean else ''}rounds")
     print(f"{'metric':<20}{'vllm':>10}{'ours':>10}{'ours-text':>11}{'ours/vllm':>11}{'text/vllm':>11}  verdict (text)")
     failures = 0
     limits = dict(COMPARED)
     for metric in SHOWN:
-        theirs, ours, text = med("vllm", metric), med("ours", metric), med("ours-text", metric)
-        r_ours = ours / theirs if theirs else float("nan")
-        r_text = text / theirs if theirs else float("nan")
+        r_ours, r_text = paired("ours", metric), paired("ours-text", metric)
         verdict = ""
         if metric in limits:
             ok = abs(r_text - 1) <= limits[metric]
             failures += not ok
             verdict = f"{'agree' if ok else 'DISAGREE'} (limit {limits[metric]:.0%})"
-        print(f"{metric:<20}{theirs:>10.2f}{ours:>10.2f}{text:>11.2f}{r_ours:>11.3f}{r_text:>11.3f}  {verdict}")
+        print(f"{metric:<20}{med('vllm', metric):>10.2f}{med('ours', metric):>10.2f}{med('ours-text', metric):>11.2f}"
+              f"{r_ours:>11.3f}{r_text:>11.3f}  {verdict}")
     for k, r in enumerate(rounds):
         c = r["ours"]["client"]
         print(f"round {k + 1}: our client cpu {c['cpu_util']:.0%}, p99 loop lag {c['loop_lag_p99_ms']:.2f} ms, "

@@ -8,7 +8,7 @@ the socket buffer, and the "engine" numbers measure the client. These signals ca
   move throughput and medians: its core was saturated, the median loop or dispatch lag is
   large against the median TPOT, or the loop stood still for >= 5% of the run (on a 2-core
   box, vLLM's EngineCore floating onto the client's core stalled it for 4 s at a time).
-- "client-jitter" (info): only the tails are suspect (p99 lag large against TPOT), so p99
+- "client-jitter" (info): only the tails are suspect (p99 lag over half the median TPOT), so p99
   ITL/TPOT may include client delay while medians and throughput do not.
 """
 
@@ -132,11 +132,12 @@ def assess(health: ClientHealth, metrics: Mapping[str, float],
             "the load generator may have set the pace, not the engine: " + "; ".join(bound_reasons)
             + ". Give the client a core of its own (no engine process on it), lower the load, "
             "or split it over several client processes.", evidence),)
+    tail_bound = max(limits.min_lag_ms, 2 * limits.max_lag_vs_tpot * tpot_ms)
     tails = [f"p99 {name} lag was {lag_ms:.1f} ms" for name, lag_ms in
-             (("event-loop", health.loop_lag_p99_ms), ("dispatch", health.dispatch_lag_p99_ms)) if lag_ms > bound]
+             (("event-loop", health.loop_lag_p99_ms), ("dispatch", health.dispatch_lag_p99_ms)) if lag_ms > tail_bound]
     if tails:
         return (Finding(
             "client-jitter", Severity.INFO,
-            "the client was briefly delayed at times (" + "; ".join(tails) + f"; {vs}): p99 ITL and TPOT may "
-            "include client delay; medians and throughput are not affected.", evidence),)
+            "the client was briefly delayed at times (" + "; ".join(tails) + f"; limit {tail_bound:.1f} ms): "
+            "p99 ITL and TPOT may include client delay; medians and throughput are not affected.", evidence),)
     return ()

@@ -91,7 +91,7 @@ def test_sharegpt_applies_vllm_pruning(tmp_path: Path, tok: datasets.Tokenizer) 
     assert n(short) < 4 <= min(n(ok_a), n(ok_b))
     assert n(too_long) > 1024 >= n(near_limit)
     assert n(near_limit) + n(long_reply) > 2048
-    entries = [
+    entries: list[dict[str, object]] = [
         _conv(ok_a, ok_b),  # kept
         _conv(short, ok_a),  # prompt under 4 tokens
         _conv(ok_a, short),  # reply under 4 tokens (the reply's own length is the output length)

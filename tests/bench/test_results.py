@@ -84,7 +84,8 @@ def test_with_findings_adds_without_duplicates_and_keeps_the_original() -> None:
          "its event loop stood still for 40% of the run (longest 4100 ms)"),
         (ClientHealth(loop_lag_p50_ms=3.0), 10.0, "client-bound", "median event-loop lag was 3.0 ms (limit 2.5 ms"),
         (ClientHealth(dispatch_lag_p50_ms=30.0), 100.0, "client-bound", "median dispatch lag was 30.0 ms (limit 25.0"),
-        (ClientHealth(loop_lag_p99_ms=9.0), 10.0, "client-jitter", "p99 event-loop lag was 9.0 ms"),
+        (ClientHealth(loop_lag_p99_ms=9.0), 10.0, "client-jitter", "p99 event-loop lag was 9.0 ms; limit 5.0 ms"),
+        (ClientHealth(dispatch_lag_p99_ms=4.0), 10.0, None, ""),  # tails: over half the TPOT only
         (ClientHealth(loop_lag_p99_ms=1.9), 0.1, None, ""),  # under the 2 ms timer floor
     ],
 )
