@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # command name -> module that registers it (in the order `--help` lists them)
 COMMANDS: dict[str, str] = {
     "topo": "pytest_mgpu.cli.topo",
+    "bench": "pytest_mgpu.cli.bench",
 }
 
 

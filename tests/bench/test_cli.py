@@ -47,3 +47,16 @@ def test_register_adds_the_bench_subcommand() -> None:
     assert args.goodput == [("tpot", 50.0), ("e2el", 900.0)]
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "--base-url", "http://x", "--goodput", "ttft"])
+
+
+def test_python_dash_m_pytest_mgpu_bench(server: ScriptedServer, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "-m", "pytest_mgpu", "bench", "--base-url", server.base_url,
+                           "--input-len", "8", "--output-len", "3", "--num-prompts", "4", "--json", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "pytest-mgpu serving benchmark" in proc.stdout
+    assert BenchResult.from_json(json.loads(out.read_text())).completed == 4
