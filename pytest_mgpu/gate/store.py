@@ -113,9 +113,21 @@ def dumps(data: Any) -> str:
 
 
 def entry_key(spec: Mapping[str, Any], workload: Mapping[str, Any]) -> str:
-    """A short stable id for (engine spec + workload); never includes engine versions."""
-    canonical = json.dumps(plain({"spec": spec, "workload": workload}), sort_keys=True, allow_nan=False)
+    """A short stable id for (engine spec + workload); never includes engine versions.
+
+    Workload fields left at their defaults are not part of the identity, so a field added to
+    `Workload` later (with a default) does not orphan every recorded baseline.
+    """
+    canonical = json.dumps(plain({"spec": spec, "workload": _non_default(workload)}), sort_keys=True,
+                           allow_nan=False)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _non_default(workload: Mapping[str, Any]) -> dict[str, Any]:
+    from pytest_mgpu.bench.workload import Workload
+
+    defaults = plain(workload_dict(Workload()))
+    return {k: v for k, v in plain(dict(workload)).items() if k not in defaults or defaults[k] != v}
 
 
 def entry_from_result(result: Measured, now: datetime.datetime | None = None) -> Entry:
@@ -210,7 +222,8 @@ def parse(path: Path, text: str) -> BaselineFile:
                 raise BaselineError(path, f"has schema_version {version}, which no migration reads")
             data = MIGRATIONS[version](data)
             version = data["schema_version"]
-        entries = {key: Entry.from_json(e) for key, e in data["entries"].items()}
+        # keyed anew: the key function may have changed since the file was written
+        entries = {e.key: e for e in (Entry.from_json(raw) for raw in data["entries"].values())}
         hardware = dict(data["hardware"])
         fingerprint = str(hardware["fingerprint"])
     except BaselineError:
