@@ -133,7 +133,7 @@ def main() -> int:
     p.add_argument("--tokenizer", help="tokenizer directory when --model is a served name (default: --model)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seed-base", type=int, default=int(time.time()) % 1_000_000,
-                   help="round k uses seed base+k for both clients (default: fresh, so no prompt is in the prefix "
+                   help="round k, run j uses seed base+10k+j (default: fresh, so no prompt is in the prefix "
                         "cache of an engine that served earlier runs)")
     p.add_argument("--num-prompts", type=int, default=64)
     p.add_argument("--max-concurrency", type=int, default=16)
@@ -159,11 +159,13 @@ def main() -> int:
         for k in range(a.rounds):
             order = (("vllm", run_vllm_client), ("ours", run_ours), ("ours-text", run_ours_text))
             this: dict[str, dict[str, Any]] = {}
-            for name, fn in order if k % 2 == 0 else order[::-1]:
+            for j, (name, fn) in enumerate(order if k % 2 == 0 else order[::-1]):
                 if sid > 0:
                     wait_quiet(sid, a.quiet_cores, a.quiet_timeout)
                 cpu0, t0 = others_cpu_s(sid), time.monotonic()
-                this[name] = fn(base_url, a.model, a.tokenizer or a.model, a, seed=a.seed_base + k)
+                # a seed of its own for every run: "ours-text" sends the detokenized token-id prompts, which a
+                # word-level tokenizer re-encodes exactly; sharing a seed made the second run a prefix-cache hit
+                this[name] = fn(base_url, a.model, a.tokenizer or a.model, a, seed=a.seed_base + 10 * k + j)
                 # a lower bound: processes that exit during the run take their CPU time with them
                 this[name]["others_cores"] = max(0.0, others_cpu_s(sid) - cpu0) / (time.monotonic() - t0)
                 print(f"round {k + 1} {name:>9}: " + "  ".join(f"{m}={this[name][m]:.2f}" for m in SHOWN[:3])
