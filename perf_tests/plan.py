@@ -58,13 +58,12 @@ SLOS = {
     "cpu": {"p99_ttft_ms": 20000.0, "p99_tpot_ms": 250.0},
     "cuda": {"p99_ttft_ms": 5000.0, "p99_tpot_ms": 100.0},
 }
-# Relative change the baseline gate tolerates (None: each metric's registry default, 10% for the gated ones).
-# The 2-core CPU default shares its cores with the load generator and whatever else runs, so it is a coarse
-# gate there: run to run, per-device throughput moved about 10% and median TPOT up to 40% on our 2-core box.
-TOLERANCES: dict[str, dict[str, float] | None] = {
-    "cpu": {"output_throughput_per_gpu": 0.25, "median_tpot_ms": 0.5},
-    "cuda": None,
-}
+# What the baseline gate judges, and the relative change it tolerates (None: the registry's gated metrics,
+# per-device throughput and median TPOT, at 10%). The 2-core CPU default is a smoke gate: its cores are shared
+# with the load generator and whatever else runs on the box, so per-device throughput moved up to 2x between
+# runs there, and the client's own stalls made median TPOT read 0 ms once; it gates throughput only, at 50%.
+GATED: dict[str, tuple[str, ...] | None] = {"cpu": ("output_throughput_per_gpu",), "cuda": None}
+TOLERANCES: dict[str, dict[str, float] | None] = {"cpu": {"output_throughput_per_gpu": 0.5}, "cuda": None}
 # With NVLink, TP=N should keep at least this share of TP=1's per-GPU throughput (the seeds saw >1).
 MIN_NVLINK_TP_EFFICIENCY = 0.5
 

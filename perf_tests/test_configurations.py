@@ -10,13 +10,14 @@ import pytest
 
 from pytest_mgpu import assert_slo, get_session
 
-from .plan import CONFIGS, TOLERANCES
+from .plan import CONFIGS, GATED, TOLERANCES
 
 
 @pytest.mark.parametrize("config", [pytest.param(c, id=c.id, marks=pytest.mark.mgpu_gpus(c.min_devices))
                                     for c in CONFIGS])
 def test_configuration(config, measure, mgpu_baseline, mgpu_topology, perf_slo, pytestconfig) -> None:
     result = measure(config)  # more than 5% failed requests is an error of mgpu_bench itself
+    kind = mgpu_topology.kind
     chosen = get_session(pytestconfig).settings.tolerance  # --mgpu-tolerance, when given, wins
-    mgpu_baseline.check(result, tolerance=None if chosen is not None else TOLERANCES[mgpu_topology.kind])
+    mgpu_baseline.check(result, metrics=GATED[kind], tolerance=None if chosen is not None else TOLERANCES[kind])
     assert_slo(result, **perf_slo)
