@@ -151,3 +151,9 @@ for _lat, _desc in _LATENCIES.items():
 register(Metric("interactivity", "tok/s/user", _H, description="1000 / median TPOT"))
 register(Metric("tokens_per_joule", "tok/J", _H))
 register(Metric("mbu", "fraction", _H, description="memory-bandwidth utilisation"))
+# Telemetry and roofline (filled in by pytest_mgpu.diagnose.enrich); device_busy_<n> are registered per device.
+register(Metric("device_busy_min", "fraction", _N,
+                description="the least busy allocated device's share of the window (idle devices: ~0)"))
+register(Metric("energy_j", "J", _N, description="energy of the allocated GPUs over the measurement window (NVML)"))
+register(Metric("power_w_mean", "W", _N, description="mean power of the allocated GPUs over the measurement window"))
+register(Metric("tpot_floor_ms", "ms", _N, description="memory-bandwidth floor of TPOT for this model, TP/PP and GPU"))

@@ -35,10 +35,6 @@ def busy_metric(position: int) -> str:
     return name
 
 
-_ensure("device_busy_min", "fraction", "the least busy allocated device's share of the window (idle devices: ~0)")
-_ensure("energy_j", "J", "energy of the allocated GPUs over the measurement window (NVML)")
-_ensure("power_w_mean", "W", "mean power of the allocated GPUs together over the measurement window")
-_ensure("tpot_floor_ms", "ms", "memory-bandwidth floor of TPOT for this model, TP/PP and GPU (roofline)")
 
 
 def telemetry_metrics(telemetry: Telemetry | None) -> dict[str, float]:
