@@ -132,9 +132,11 @@ def assess(health: ClientHealth, metrics: Mapping[str, float],
             "the load generator may have set the pace, not the engine: " + "; ".join(bound_reasons)
             + ". Give the client a core of its own (no engine process on it), lower the load, "
             "or split it over several client processes.", evidence),)
+    # Only the event loop's lag can blur token timestamps (ITL, TPOT); a late dispatch delays when a
+    # request starts, and its timings are taken from its actual send. (A healthy H100 run at concurrency
+    # 64 had p99 dispatch lag 7-9 ms with event-loop lag under 3.3 ms and throughput equal to vLLM's client.)
     tail_bound = max(limits.min_lag_ms, 2 * limits.max_lag_vs_tpot * tpot_ms)
-    tails = [f"p99 {name} lag was {lag_ms:.1f} ms" for name, lag_ms in
-             (("event-loop", health.loop_lag_p99_ms), ("dispatch", health.dispatch_lag_p99_ms)) if lag_ms > tail_bound]
+    tails = [f"p99 event-loop lag was {health.loop_lag_p99_ms:.1f} ms"] if health.loop_lag_p99_ms > tail_bound else []
     if tails:
         return (Finding(
             "client-jitter", Severity.INFO,

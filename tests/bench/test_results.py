@@ -86,6 +86,7 @@ def test_with_findings_adds_without_duplicates_and_keeps_the_original() -> None:
         (ClientHealth(dispatch_lag_p50_ms=30.0), 100.0, "client-bound", "median dispatch lag was 30.0 ms (limit 25.0"),
         (ClientHealth(loop_lag_p99_ms=9.0), 10.0, "client-jitter", "p99 event-loop lag was 9.0 ms; limit 5.0 ms"),
         (ClientHealth(dispatch_lag_p99_ms=4.0), 10.0, None, ""),  # tails: over half the TPOT only
+        (ClientHealth(dispatch_lag_p99_ms=9.0, loop_lag_p99_ms=3.0), 7.8, None, ""),  # the healthy H100 at c=64
         (ClientHealth(loop_lag_p99_ms=1.9), 0.1, None, ""),  # under the 2 ms timer floor
     ],
 )
