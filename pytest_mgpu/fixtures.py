@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 import pytest
 
-from pytest_mgpu.engines.hooks import get_pool, stop_pool
+from pytest_mgpu.engines.hooks import QUIET_TIMEOUT_S, get_leaser, get_pool, stop_pool
 from pytest_mgpu.engines.launchers import TINY_MODEL
 from pytest_mgpu.engines.spec import EngineServer, EngineSpec
 from pytest_mgpu.session import MgpuSession, Record, get_session
@@ -145,18 +145,24 @@ class BenchRunner:
         runs = session.services.setdefault("bench_runs", {})  # base_url -> runs so far on that engine
         offset = RUN_SEED_STRIDE * runs.get(server.base_url, 0)
         runs[server.base_url] = runs.get(server.base_url, 0) + 1
-        sampler = start_telemetry(session.topology, server)  # telemetry over the measurement window
-        try:
-            result = run_bench(server, workload or Workload(), repeats=repeats or session.settings.repeats,
-                               hardware=hardware, seed_offset=offset)
-        except Exception as exc:
-            raise _explain_engine_death(session, server, exc) from exc
-        finally:
-            telemetry = sampler.stop() if sampler is not None else None
+        nodeid = self._request.node.nodeid
+        # Measurements on one box take turns, and no neighbour starts an engine meanwhile (see Leaser.quiet).
+        with get_leaser(session).quiet(measuring=True, timeout_s=QUIET_TIMEOUT_S, holder=nodeid) as quiet:
+            sampler = start_telemetry(session.topology, server)  # telemetry over the measurement window
+            try:
+                result = run_bench(server, workload or Workload(), repeats=repeats or session.settings.repeats,
+                                   hardware=hardware, seed_offset=offset)
+            except Exception as exc:
+                raise _explain_engine_death(session, server, exc) from exc
+            finally:
+                telemetry = sampler.stop() if sampler is not None else None
         result = enrich(result, server, session.topology, telemetry)
         result = result.with_findings(*diagnose(session.topology, server, result, telemetry, {"earlier": earlier}))
-        session.records.append(Record(self._request.node.nodeid, result,
-                                      notes=[f"telemetry: {n}" for n in telemetry.notes] if telemetry else []))
+        notes = [f"telemetry: {n}" for n in telemetry.notes] if telemetry else []
+        if quiet.waited_s >= 1.0:
+            notes.append(f"waited {quiet.waited_s:.1f} s for other processes on this machine to finish measuring "
+                         "or starting engines")
+        session.records.append(Record(nodeid, result, notes=notes))
         fatal = failing(result.findings, session.settings.fail_on)
         if fatal:
             pytest.fail(failure_message(fatal, server.spec.label()), pytrace=False)

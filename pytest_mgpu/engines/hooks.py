@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -17,19 +18,36 @@ from pytest_mgpu.session import MgpuSession, get_session
 POOL = "engine_pool"
 TIMINGS = "engine_timings"  # list[EngineTiming], kept after the pool is gone, for the summary and reports
 EVENTS = "engine_events"
+LEASER = "leaser"
+QUIET_TIMEOUT_S = 3600.0  # another process's measurement (repeats, several configurations) may take this long
+
+if TYPE_CHECKING:
+    from pytest_mgpu.hardware.leasing import Leaser, QuietHold
+
+
+def get_leaser(session: MgpuSession) -> Leaser:
+    """The session's device leaser (lock files in --mgpu-lock-dir), shared by the pool and the bench."""
+    leaser = session.services.get(LEASER)
+    if leaser is None:
+        from pytest_mgpu.hardware.leasing import Leaser, default_lock_dir
+
+        leaser = session.services[LEASER] = Leaser(session.settings.lock_dir or default_lock_dir(), session.topology)
+    return leaser  # type: ignore[no-any-return]
 
 
 def get_pool(session: MgpuSession, log_dir: Path) -> EnginePool:
     pool = session.services.get(POOL)
     if pool is None:
-        from pytest_mgpu.hardware.leasing import Leaser, default_lock_dir
-
-        leaser = Leaser(session.settings.lock_dir or default_lock_dir(), session.topology)
+        leaser = get_leaser(session)
+        timeout_s = session.settings.start_timeout
 
         def acquire(n: int, prefer: tuple[int, ...] | None, timeout_s: float) -> DeviceLease:
             return leaser.acquire(n, prefer=prefer, timeout_s=timeout_s)
 
-        pool = EnginePool(session.topology, acquire, log_dir, session.settings.start_timeout)
+        def quiet() -> QuietHold:
+            return leaser.quiet(measuring=False, timeout_s=max(timeout_s, QUIET_TIMEOUT_S))
+
+        pool = EnginePool(session.topology, acquire, log_dir, timeout_s, quiet=quiet)
         session.services[POOL] = pool
         atexit.register(pool.stop_all)
     assert isinstance(pool, EnginePool)

@@ -74,8 +74,10 @@ class EnginePool:
         log_dir: Path,
         start_timeout_s: float,
         pick_port: Callable[[], int] = free_port,
+        quiet: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> None:
         self.topology = topology
+        self._quiet = quiet  # held (shared) while an engine starts, so no neighbour measures meanwhile
         self._pick_port = pick_port
         self._acquire = acquire
         self.log_dir = log_dir
@@ -124,7 +126,8 @@ class EnginePool:
             idle = _gpu_memory(devices)
             self._counter += 1
             log_path = self.log_dir / f"engine-{self._counter:02d}-{spec.engine}-tp{spec.tp}-pp{spec.pp}.log"
-            plan, process = self._spawn(spec, devices, log_path)
+            with self._quiet():
+                plan, process = self._spawn(spec, devices, log_path)
         except BaseException:
             lease.release()
             raise

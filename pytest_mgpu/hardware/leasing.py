@@ -13,6 +13,13 @@ cannot be completed is let go at once before backing off, so two processes that 
 Every lease also holds a box-wide lock: shared normally, exclusive for a measurement that
 must have the machine to itself. A writer-preference gate (`box.intent`) keeps a stream of
 shared leases from starving an exclusive one.
+
+Quiet time (`Leaser.quiet`) is the lighter rule the plugin applies to every measurement: a
+measurement holds `quiet.lock` exclusively, an engine start-up (the heaviest thing a
+neighbour does: compiling, loading weights, profiling memory) holds it shared. So while one
+process on the box measures, no other starts an engine or measures; start-ups may overlap
+each other. Devices are leased before, never while, quiet is held, so a start-up that waits
+for devices cannot block a measurement that holds them.
 """
 
 from __future__ import annotations
@@ -138,6 +145,26 @@ class Lease:
         return f"Lease(devices={self.devices}, exclusive={self.exclusive}, {state})"
 
 
+class QuietHold:
+    """The box's quiet lock, held until `release()` (or the end of a `with` block, or process exit)."""
+
+    def __init__(self, lock: _LockFile, measuring: bool, waited_s: float) -> None:
+        self.measuring = measuring
+        self.waited_s = waited_s
+        self._lock = lock
+
+    def release(self) -> None:
+        self._lock.close(clear=self.measuring)
+
+    def __enter__(self) -> QuietHold:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
 class Leaser:
     """Leases sets of devices of `topology`, coordinating through lock files in `lock_dir`."""
 
@@ -201,6 +228,56 @@ class Leaser:
                 if remaining <= 0:
                     raise LeaseTimeout(self._timeout_message(n, sets, timeout_s, exclusive))
                 time.sleep(min(remaining, delay * random.uniform(0.5, 1.5)))
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+        finally:
+            if gate is not None:
+                gate.close()
+
+    def quiet(self, *, measuring: bool, timeout_s: float = 3600, holder: str | None = None) -> QuietHold:
+        """Hold the box's quiet lock: exclusively to measure, shared to start an engine.
+
+        A waiting measurement holds `quiet.intent` so a stream of start-ups cannot starve it.
+        Raises LeaseTimeout naming the holder when the box stayed busy for `timeout_s`.
+        """
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        path = self.lock_dir / "quiet.lock"
+        started = time.monotonic()
+        delay = _BACKOFF_START_S
+        gate: _LockFile | None = None
+        try:
+            while True:
+                lock = _LockFile(path)
+                if measuring:
+                    if gate is None:
+                        gate = _LockFile(self.lock_dir / "quiet.intent")
+                        if not gate.try_lock(exclusive=True):
+                            gate.close()
+                            gate = None
+                    got = gate is not None and lock.try_lock(exclusive=True)
+                else:
+                    entry = _LockFile(self.lock_dir / "quiet.intent")
+                    try:
+                        got = entry.try_lock(exclusive=False) and lock.try_lock(exclusive=False)
+                    finally:
+                        entry.close()
+                if got:
+                    if measuring:
+                        lock.write({"pid": os.getpid(), "host": socket.gethostname(),
+                                    "test": holder or _current_test(), "since": time.time()})
+                    return QuietHold(lock, measuring, time.monotonic() - started)
+                lock.close()
+                if time.monotonic() - started >= timeout_s:
+                    what = "measure" if measuring else "start an engine"
+                    info = _read_holder(path)
+                    busy = (f"a measurement holds it: {_describe_holder(info)}" if info
+                            else "engines are starting in other processes" if measuring and gate is not None
+                            else "another measurement is queued")
+                    raise LeaseTimeout(
+                        f"waited {timeout_s:g} s for the machine to be quiet enough to {what}; {busy}. "
+                        f"Measurements on one machine take turns (lock directory {self.lock_dir}); "
+                        "wait for that run, or point this one at another --mgpu-lock-dir to measure side by side."
+                    )
+                time.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, _BACKOFF_MAX_S)
         finally:
             if gate is not None:

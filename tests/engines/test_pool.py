@@ -127,3 +127,25 @@ def test_port_always_taken_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.
 def test_more_devices_than_the_machine_has(pool: EnginePool) -> None:
     with pytest.raises(EngineStartError, match=r"needs 4 devices; this machine has 2 .*mgpu_gpus\(4\)"):
         pool.get(_spec(tp=4, n=4))
+
+
+
+def test_no_engine_starts_while_a_neighbour_measures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_mgpu.hardware.leasing import Leaser, LeaseTimeout
+
+    monkeypatch.setitem(launchers.LAUNCHERS, ("fake", "cpu"), _fake_plan)
+    topo = cpu_topology(cpus=[0, 1], numa={0: 0, 1: 0})
+    devices = _Devices(topo.n_devices)
+    ours, neighbour = Leaser(tmp_path / "locks", topo), Leaser(tmp_path / "locks", topo)
+    p = EnginePool(topo, devices.acquire, tmp_path, start_timeout_s=30,
+                   quiet=lambda: ours.quiet(measuring=False, timeout_s=0.2))
+    try:
+        with neighbour.quiet(measuring=True, holder="neighbour::test_bench"):
+            with pytest.raises(LeaseTimeout, match=r"quiet enough to start an engine.*neighbour::test_bench"):
+                p.get(_spec())
+            assert devices.held == set()  # the lease taken for the refused start-up was given back
+        server = p.get(_spec())
+        with neighbour.quiet(measuring=True, timeout_s=0):  # started: the quiet lock is not held any more
+            assert p.get(_spec()) is server  # reuse starts nothing, so it does not wait
+    finally:
+        p.stop_all()

@@ -1,4 +1,4 @@
-"""Leasing across real processes: distinct devices, SIGKILL frees locks, no deadlock, exclusive mode."""
+"""Leasing across real processes: distinct devices, SIGKILL frees locks, no deadlock, exclusive mode, quiet time."""
 
 from __future__ import annotations
 
@@ -186,3 +186,45 @@ def test_release_is_idempotent_and_clears_the_holder(lock_dir: Path) -> None:
 def test_default_lock_dir_is_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     assert default_lock_dir() == tmp_path / f"pytest-mgpu-locks-{os.getuid()}"
+
+
+def test_a_measurement_keeps_engine_start_ups_and_other_measurements_out(
+        lock_dir: Path, box_file: Any, workers: list[Worker]) -> None:
+    measuring = Worker(lock_dir, box_file(1), 0, "--quiet", "measure", hold_stdin=True)
+    workers.append(measuring)
+    assert measuring.event()["event"] == "acquired"
+    here = Leaser(lock_dir, _box(1))
+    holder = rf"a measurement holds it: pid {measuring.proc.pid} on .* \(lease_worker {measuring.proc.pid}\)"
+    with pytest.raises(LeaseTimeout, match=r"waited 0.2 s for the machine to be quiet enough to start an engine; "
+                                           + holder):
+        here.quiet(measuring=False, timeout_s=0.2)
+    with pytest.raises(LeaseTimeout, match=r"quiet enough to measure; " + holder + r".*--mgpu-lock-dir"):
+        here.quiet(measuring=True, timeout_s=0.2)
+    with here.acquire(1, timeout_s=0):  # devices themselves stay leasable: only start-ups wait
+        pass
+    measuring.proc.send_signal(signal.SIGKILL)
+    measuring.proc.wait()
+    t0 = time.monotonic()
+    with here.quiet(measuring=True, timeout_s=5) as hold:
+        assert hold.waited_s < 1.0 and time.monotonic() - t0 < 1.0  # a killed measurer frees the box at once
+
+
+def test_start_ups_overlap_but_a_queued_measurement_goes_first(
+        lock_dir: Path, box_file: Any, workers: list[Worker]) -> None:
+    here = Leaser(lock_dir, _box(1))
+    starting = here.quiet(measuring=False, timeout_s=0)
+    other_start = Worker(lock_dir, box_file(1), 0, "--quiet", "start", "--timeout-s", "1")
+    assert other_start.event()["event"] == "acquired"  # start-ups share the box
+    assert other_start.finish()[-1]["event"] == "released"
+    queued = Worker(lock_dir, box_file(1), 0, "--quiet", "measure", "--timeout-s", "10", hold_stdin=True)
+    workers.append(queued)
+    time.sleep(0.5)  # the measurement now holds the intent, waiting for our start-up
+    with pytest.raises(LeaseTimeout, match="another measurement is queued"):
+        Leaser(lock_dir, _box(1)).quiet(measuring=False, timeout_s=0.2)
+    assert queued.proc.poll() is None
+    starting.release()
+    assert queued.event()["event"] == "acquired"
+    released = queued.finish()[-1]
+    with here.quiet(measuring=False, timeout_s=5):
+        pass
+    assert released["event"] == "released"
