@@ -79,6 +79,14 @@ class MetricVerdict:
             "n_current": self.n_current,
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MetricVerdict:
+        return cls(metric=str(data["metric"]), unit=str(data["unit"]), direction=str(data["direction"]),
+                   baseline=_unnum(data.get("baseline")), current=_unnum(data.get("current")),
+                   change=_unnum(data.get("change")), tolerance=float(data["tolerance"]),
+                   p_value=_unnum(data.get("p_value")), outcome=Outcome(data["outcome"]),
+                   n_baseline=int(data.get("n_baseline", 0)), n_current=int(data.get("n_current", 0)))
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -106,6 +114,18 @@ class Verdict:
             "version_changes": list(self.version_changes),
             "notes": list(self.notes),
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Verdict:
+        """The inverse of `to_json` (xdist workers send their verdicts to the controller this way)."""
+        return cls(outcome=Outcome(data["outcome"]), label=str(data["label"]), fingerprint=str(data["fingerprint"]),
+                   metrics=tuple(MetricVerdict.from_json(m) for m in data.get("metrics", ())),
+                   baseline_path=data.get("baseline_path"),
+                   version_changes=tuple(data.get("version_changes", ())), notes=tuple(data.get("notes", ())))
+
+
+def _unnum(x: Any) -> float | None:
+    return None if x is None else float(x)  # float("inf") / float("nan") read back what _num wrote
 
 
 def _num(x: float | None) -> float | str | None:

@@ -1,7 +1,7 @@
 """Reporting hooks: terminal summary, report files, JUnit properties, pytest-benchmark machine_info.
 
 Only the xdist controller (or a plain run) writes files and the summary: workers have
-`config.workerinput`.
+`config.workerinput` and hand their measurements over (see `report/xdist.py`).
 """
 
 from __future__ import annotations
@@ -38,11 +38,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     mgpu = _session(session.config)
-    if mgpu is None or _is_worker(session.config):
+    if mgpu is None:
+        return
+    if _is_worker(session.config):  # the controller writes the reports; hand it our measurements
+        from pytest_mgpu.report.xdist import KEY, worker_output
+
+        session.config.workeroutput[KEY] = worker_output(mgpu)  # type: ignore[attr-defined]
         return
     from pytest_mgpu.report.write import write_reports
 
     session.config.stash[WRITTEN_KEY] = write_reports(mgpu, int(exitstatus))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist, on the controller: a worker finished; take its measurements for the reports."""
+    mgpu = _session(node.config)
+    output = getattr(node, "workeroutput", None)
+    if mgpu is None or output is None:
+        return
+    from pytest_mgpu.report.xdist import KEY, merge_worker_output
+
+    if KEY in output:  # absent when the worker crashed, which xdist reports itself
+        merge_worker_output(mgpu, output[KEY], str(getattr(getattr(node, "gateway", None), "id", "?")))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_mgpu.session import get_session
+
 SYNTHETIC = Path(__file__).parents[1] / "gate" / "synthetic.py"  # the conftest with the `measured` fixture
 FP = "2xCPU-1core-NODE-3f2a9c"
 
@@ -169,3 +171,62 @@ def test_no_pytest_benchmark_no_problem(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(SYNTHETIC.read_text())
     pytester.makepyfile(test_perf=TESTS)
     pytester.runpytest_subprocess("-p", "no:benchmark", "-k", "steady").assert_outcomes(passed=1)
+
+
+def test_xdist_workers_measurements_reach_the_controllers_reports(pytester: pytest.Pytester,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `-n 2` the workers measure and the controller reports: nothing may go missing on the way."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    pytester.makeconftest(SYNTHETIC.read_text())
+    pytester.makepyfile(test_perf=TESTS)
+    pytester.runpytest_subprocess("--mgpu-update-baselines", "-k", "not new").assert_outcomes(passed=2)
+    monkeypatch.setenv("SLOWER", "1.3")
+    result = pytester.runpytest_subprocess("-n", "2", "--mgpu-report=out/perf.json", "--mgpu-summary=out/perf.md")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines([
+        "*= pytest-mgpu =*",
+        "*test_perf.py::test_*",
+        "*test_perf.py::test_*",
+        "*test_perf.py::test_*",
+        "findings:",
+        "*test_new: [[]idle-devices[]]*",
+        "warnings:",
+        "*test_new: no baseline for vllm tp=4*",
+    ])
+    data = json.loads((pytester.path / "out" / "perf.json").read_text())
+    by_test = {r["nodeid"].split("::")[1]: r for r in data["records"]}
+    assert {k: r["outcome"] for k, r in by_test.items()} == {
+        "test_steady": "pass", "test_slower": "regression", "test_new": "new"}
+    slower = by_test["test_slower"]["verdict"]["metrics"][0]
+    assert (slower["metric"], slower["outcome"]) == ("output_throughput_per_gpu", "regression")
+    assert slower["change"] == pytest.approx(1 / 1.3 - 1)
+    assert by_test["test_new"]["findings"][0]["code"] == "idle-devices"
+    assert "regression" in (pytester.path / "out" / "perf.md").read_text()
+
+
+def test_unreadable_worker_output_is_a_warning_not_a_crash(pytestconfig: pytest.Config) -> None:
+    from pytest_mgpu.report.xdist import merge_worker_output
+    from pytest_mgpu.session import MgpuSession
+
+    session = MgpuSession(config=pytestconfig, settings=get_session(pytestconfig).settings)
+    merge_worker_output(session, {"version": 1, "records": [{"nodeid": "t::x", "result": {"schema_version": 0}}]},
+                        "gw3")
+    merge_worker_output(session, "garbage", "gw4")
+    assert session.records == []
+    assert len(session.warnings) == 2
+    assert session.warnings[0].startswith("xdist worker gw3: could not read its pytest-mgpu results (ValueError: ")
+    assert "BenchResult schema_version 0 is not supported" in session.warnings[0]
+    assert session.warnings[1] == ("xdist worker gw4 sent no pytest-mgpu results the controller can read (got str); "
+                                   "its measurements are missing from the reports")
+
+
+def test_verdicts_survive_the_trip_from_worker_to_controller() -> None:
+    from pytest_mgpu.gate.compare import MetricVerdict, Outcome, Verdict
+
+    verdict = Verdict(Outcome.REGRESSION, "vllm tp=2 pp=1 devices=2", FP, metrics=(
+        MetricVerdict("output_throughput_per_gpu", "tok/s", "higher", 1000.0, 770.0, -0.23, 0.05, 0.01,
+                      Outcome.REGRESSION, 3, 3),
+        MetricVerdict("p99_ttft_ms", "ms", "lower", None, float("inf"), None, 0.5, None, Outcome.NEW)),
+        baseline_path="baselines/x.json", version_changes=("vllm 0.31.0 -> 0.32.0",), notes=("refresh?",))
+    back = Verdict.from_json(json.loads(json.dumps(verdict.to_json())))
+    assert back == verdict
