@@ -19,6 +19,10 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_mgpu.engines.reaper import Reaper
 
 
 class EngineError(Exception):
@@ -96,6 +100,7 @@ class EngineProcess:
         self.plan = plan
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
+        self._reaper: Reaper | None = None
         self.startup_s: float | None = None
         self.stop_s: float | None = None
 
@@ -118,6 +123,13 @@ class EngineProcess:
                 self.plan.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, cwd=self.plan.cwd, start_new_session=True,
             )
+        from pytest_mgpu.engines.reaper import Reaper  # (a cycle at import time otherwise)
+
+        try:
+            self._reaper = Reaper(self._proc.pid, self.log_path)  # kills the group if pytest itself is killed
+        except BaseException:
+            self.stop()
+            raise
         try:
             self._wait_healthy(t0, timeout_s)
         except BaseException:
@@ -178,6 +190,9 @@ class EngineProcess:
             self._proc.wait(timeout=1)
         survivors = session_members(sid)
         self._proc = None
+        if self._reaper is not None and not survivors:
+            self._reaper.dismiss()
+            self._reaper = None
         self.stop_s = time.monotonic() - t0
         if survivors:
             raise EngineTeardownError(

@@ -90,3 +90,38 @@ def test_ctrl_c_stops_every_engine(pytester: pytest.Pytester, tmp_path: Path) ->
     out, _ = proc.communicate(timeout=90)
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
     assert session_members(pid) == [], "Ctrl-C left engine processes behind"
+
+
+def test_sigkilled_pytest_leaves_no_engine_behind(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """No finalizer runs after SIGKILL (a CI job's hard timeout): the engine's watchdog reaps the group."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(
+        "import time\n"
+        "def test_long(mgpu_engine):\n"
+        "    server = mgpu_engine(tp=1, engine='fake', model='stubborn')\n"
+        "    print('ENGINE_LOG', server.log_path, flush=True)\n"
+        "    print('ENGINE_PID', server.pid, flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", f"--mgpu-lock-dir={tmp_path}"],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert proc.stdout is not None
+    pid, log = None, None
+    deadline = time.monotonic() + 60
+    for line in proc.stdout:
+        if "ENGINE_LOG" in line:
+            log = Path(line.split()[-1])
+        if "ENGINE_PID" in line:
+            pid = int(line.split()[-1])
+            break
+        assert time.monotonic() < deadline
+    assert pid is not None and log is not None and len(session_members(pid)) == 3  # the server and its two children
+    proc.kill()
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 20  # the stubborn engine ignores SIGTERM: reaped by SIGKILL after the grace
+    while session_members(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert session_members(pid) == [], "a SIGKILLed pytest left engine processes behind"
+    assert f"pytest exited without stopping engine session {pid}; killed" in log.read_text()

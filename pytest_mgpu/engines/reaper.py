@@ -1,0 +1,90 @@
+"""A watchdog per engine that kills the engine's process group if pytest dies without stopping it.
+
+Fixture finalizers, `pytest_sessionfinish` and `atexit` all run only if pytest gets to run
+Python: a SIGKILL (a CI job's hard timeout, the OOM killer) skips them all and would leave
+vLLM holding the GPUs, the port and the memory. The watchdog runs in its own session, reading
+a pipe whose only writer is pytest: a byte means "stopped properly, go", end-of-file means
+pytest is gone, so it kills the engine's session (TERM, then KILL) and exits.
+
+    python -m pytest_mgpu.engines.reaper SID [GRACE_S]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pytest_mgpu.engines.process import session_members
+
+DISMISS = b"x"
+
+
+def reap(sid: int, grace_s: float) -> list[int]:
+    """TERM the session `sid`, wait up to `grace_s`, KILL what is left; returns the pids it found."""
+    found = session_members(sid)
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(sid, sig)
+        for pid in session_members(sid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and session_members(sid):
+            time.sleep(0.1)
+        if not session_members(sid):
+            break
+    return found
+
+
+class Reaper:
+    """pytest's end of one engine's watchdog: `dismiss()` once the engine was stopped properly."""
+
+    def __init__(self, sid: int, log_path: Path | None = None, grace_s: float = 5.0) -> None:
+        log = open(log_path, "ab") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "pytest_mgpu.engines.reaper", str(sid), str(grace_s)],
+                stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True,
+            )
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()  # type: ignore[union-attr]
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def dismiss(self) -> None:
+        """The engine is gone: tell the watchdog to exit without touching anything."""
+        if self._proc.stdin is None or self._proc.stdin.closed:
+            return
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self._proc.stdin.write(DISMISS)
+            self._proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=5)
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def main(argv: list[str]) -> int:
+    sid = int(argv[0])
+    grace_s = float(argv[1]) if len(argv) > 1 else 5.0
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is pytest's to handle; we wait for its verdict
+    if sys.stdin.buffer.read(1) == DISMISS:
+        return 0
+    found = reap(sid, grace_s)
+    if found:
+        print(f"pytest-mgpu reaper: pytest exited without stopping engine session {sid}; "
+              f"killed {' '.join(map(str, found))}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
