@@ -7,6 +7,11 @@
 #      baselines, pass 2 is gated against them;
 #   5. leave every report in RESULTS (and RESULTS.tgz).
 # usage: tools/gpu/run_gpu.sh STASH RESULTS      (long: run it detached and poll RESULTS/progress.log)
+# Knobs (tools/gpu/run_multi_gpu.sh sets them for a 2+ GPU host):
+#   MGPU_GPU_PASSES  "1 2" (default) records then gates; "2" only gates against the committed baselines
+#   MGPU_GPU_SUITE   what pytest runs (default perf_tests/gpu; the whole suite: perf_tests)
+#   MGPU_GPU_PROBE=1 also `topo --probe` (NCCL all-reduce bandwidth per GPU pair)
+#   MGPU_GPU_LEASE_CHECK=1  also tools/gpu/lease_check.py (two pytest processes, SIGKILLed holder)
 # A dry run on a CPU box (no bundle): MGPU_DEVICE=cpu MGPU_GPU_MODEL=/tmp/m tools/gpu/run_gpu.sh none /tmp/r
 set -uo pipefail
 stash=${1:?usage: run_gpu.sh STASH RESULTS}
@@ -32,18 +37,29 @@ if [ "${MGPU_DEVICE:-cuda}" = cuda ]; then
 fi
 python3 -m pytest_mgpu topo > "$results/topo.txt" 2>&1
 python3 -m pytest_mgpu topo --json > "$results/topo.json" 2>> "$results/topo.txt"
+if [ "${MGPU_GPU_PROBE:-0}" = 1 ]; then
+  log "topology probe"
+  python3 -m pytest_mgpu topo --probe > "$results/topo-probe.txt" 2>&1
+  log "topology probe exit $?"
+fi
 
 plugin=()  # the package is on PYTHONPATH, not installed: load the plugin by module unless an entry point exists
 python3 -c "import importlib.metadata as m, sys; sys.exit(any(e.name == 'mgpu' for e in m.entry_points(group='pytest11')))" \
   && plugin=(-p pytest_mgpu.plugin)
 common=("${plugin[@]}" -p no:cacheprovider -ra -s --mgpu-device "${MGPU_DEVICE:-cuda}" --mgpu-model "$model"
         "--mgpu-engine-args=--load-format dummy" --mgpu-baselines "$repo/baselines" --mgpu-start-timeout 900)
-# MGPU_GPU_PASSES: "1 2" records then gates; "2" only gates against the committed baselines
+if [ "${MGPU_GPU_LEASE_CHECK:-0}" = 1 ]; then
+  log "lease check"
+  python3 tools/gpu/lease_check.py "$results" "${plugin[@]}" --mgpu-model "$model" \
+    "--mgpu-engine-args=--load-format dummy" --mgpu-start-timeout 900 > "$results/lease_check.log" 2>&1
+  log "lease check exit $?"
+fi
+suite=${MGPU_GPU_SUITE:-perf_tests/gpu}
 for pass in ${MGPU_GPU_PASSES:-1 2}; do
   extra=()
   [ "$pass" = 1 ] && extra=(--mgpu-update-baselines)
   log "pass $pass start"; mkdir -p "$results/pass$pass"
-  MGPU_RESULTS_DIR="$results/pass$pass" python3 -m pytest perf_tests/gpu "${common[@]}" "${extra[@]}" \
+  MGPU_RESULTS_DIR="$results/pass$pass" python3 -m pytest $suite "${common[@]}" "${extra[@]}" \
     --mgpu-report "$results/pass$pass.json" --mgpu-summary "$results/pass$pass.md" \
     --junitxml "$results/pass$pass.junit.xml" > "$results/pass$pass.log" 2>&1
   log "pass $pass exit $?"
