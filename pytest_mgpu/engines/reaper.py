@@ -79,10 +79,14 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is pytest's to handle; we wait for its verdict
     if sys.stdin.buffer.read(1) == DISMISS:
         return 0
-    found = reap(sid, grace_s)
-    if found:
+    members = session_members(sid)
+    if members:  # said first: whoever sees the engine gone can read why
         print(f"pytest-mgpu reaper: pytest exited without stopping engine session {sid}; "
-              f"killed {' '.join(map(str, found))}", flush=True)
+              f"killing {' '.join(map(str, members))}", flush=True)
+        left = [p for p in reap(sid, grace_s) if p in session_members(sid)]
+        if left:
+            print(f"pytest-mgpu reaper: {' '.join(map(str, left))} survived SIGKILL", flush=True)
+            return 1
     return 0
 
 

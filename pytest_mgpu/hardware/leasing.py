@@ -36,7 +36,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from pytest_mgpu.hardware.errors import HardwareError
 from pytest_mgpu.hardware.select import ranked_sets, visible_devices
@@ -113,7 +113,22 @@ def _describe_holder(info: dict[str, Any] | None) -> str:
     return f"pid {info.get('pid')} on {info.get('host')} ({info.get('test') or 'no test id'}) since {since}"
 
 
-class Lease:
+class _Held:
+    """Something held until `release()`, or the end of a `with` block, or process exit."""
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+class Lease(_Held):
     """Devices held by this process until `release()` (or the end of a `with` block, or process exit)."""
 
     def __init__(self, devices: tuple[int, ...], locks: list[_LockFile], box: _LockFile, exclusive: bool) -> None:
@@ -132,20 +147,12 @@ class Lease:
             lock.close(clear=True)
         self._box.close(clear=self.exclusive)
 
-    def __enter__(self) -> Lease:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
-
     def __repr__(self) -> str:
         state = "released" if self.released else "held"
         return f"Lease(devices={self.devices}, exclusive={self.exclusive}, {state})"
 
 
-class QuietHold:
+class QuietHold(_Held):
     """The box's quiet lock, held until `release()` (or the end of a `with` block, or process exit)."""
 
     def __init__(self, lock: _LockFile, measuring: bool, waited_s: float) -> None:
@@ -155,14 +162,6 @@ class QuietHold:
 
     def release(self) -> None:
         self._lock.close(clear=self.measuring)
-
-    def __enter__(self) -> QuietHold:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
 
 
 class Leaser:

@@ -65,27 +65,42 @@ def test_no_engine_survives_pass_fail_or_crash(pytester: pytest.Pytester, tmp_pa
         assert session_members(pid) == [], f"processes of engine session {pid} outlived pytest"
 
 
-def test_ctrl_c_stops_every_engine(pytester: pytest.Pytester, tmp_path: Path) -> None:
+LONG_TEST = (
+    "import time\n"
+    "def test_long(mgpu_engine):\n"
+    "    server = mgpu_engine(tp=1, engine='fake', model={model!r})\n"
+    "    print('ENGINE_LOG', server.log_path, flush=True)\n"
+    "    print('ENGINE_PID', server.pid, flush=True)\n"
+    "    time.sleep(120)\n"
+)
+
+
+def _start_long_test(pytester: pytest.Pytester, lock_dir: Path, model: str) -> tuple[subprocess.Popen[str], int, Path]:
+    """An inner pytest whose test holds a fake engine for two minutes; returns it, the engine pid and log."""
     pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(
-        "import time\n"
-        "def test_long(mgpu_engine):\n"
-        "    print('ENGINE_PID', mgpu_engine(tp=1, engine='fake').pid, flush=True)\n"
-        "    time.sleep(120)\n"
-    )
+    pytester.makepyfile(LONG_TEST.format(model=model))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", f"--mgpu-lock-dir={tmp_path}"],
+        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", f"--mgpu-lock-dir={lock_dir}"],
         cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     assert proc.stdout is not None
-    pid = None
+    found: dict[str, str] = {}
     deadline = time.monotonic() + 60
-    for line in proc.stdout:
-        if "ENGINE_PID" in line:
-            pid = int(line.split()[-1])
+    for line in proc.stdout:  # with -s the first print shares its line with the test file's name
+        for key in ("ENGINE_LOG", "ENGINE_PID"):
+            if key in line:
+                found[key] = line.split(key, 1)[1].split()[0]
+        if "ENGINE_PID" in found or time.monotonic() > deadline:
             break
-        assert time.monotonic() < deadline
-    assert pid is not None and session_members(pid)
+    if "ENGINE_PID" not in found:
+        proc.kill()
+        pytest.fail(f"the inner pytest never printed its engine's pid:\n{proc.communicate()[0]}")
+    return proc, int(found["ENGINE_PID"]), Path(found["ENGINE_LOG"])
+
+
+def test_ctrl_c_stops_every_engine(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    proc, pid, _ = _start_long_test(pytester, tmp_path, "m")
+    assert session_members(pid)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=90)
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
@@ -94,34 +109,12 @@ def test_ctrl_c_stops_every_engine(pytester: pytest.Pytester, tmp_path: Path) ->
 
 def test_sigkilled_pytest_leaves_no_engine_behind(pytester: pytest.Pytester, tmp_path: Path) -> None:
     """No finalizer runs after SIGKILL (a CI job's hard timeout): the engine's watchdog reaps the group."""
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(
-        "import time\n"
-        "def test_long(mgpu_engine):\n"
-        "    server = mgpu_engine(tp=1, engine='fake', model='stubborn')\n"
-        "    print('ENGINE_LOG', server.log_path, flush=True)\n"
-        "    print('ENGINE_PID', server.pid, flush=True)\n"
-        "    time.sleep(120)\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", f"--mgpu-lock-dir={tmp_path}"],
-        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    assert proc.stdout is not None
-    pid, log = None, None
-    deadline = time.monotonic() + 60
-    for line in proc.stdout:
-        if "ENGINE_LOG" in line:
-            log = Path(line.split()[-1])
-        if "ENGINE_PID" in line:
-            pid = int(line.split()[-1])
-            break
-        assert time.monotonic() < deadline
-    assert pid is not None and log is not None and len(session_members(pid)) == 3  # the server and its two children
+    proc, pid, log = _start_long_test(pytester, tmp_path, "stubborn")
+    assert len(session_members(pid)) == 3  # the server and its two children
     proc.kill()
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 20  # the stubborn engine ignores SIGTERM: reaped by SIGKILL after the grace
     while session_members(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert session_members(pid) == [], "a SIGKILLed pytest left engine processes behind"
-    assert f"pytest exited without stopping engine session {pid}; killed" in log.read_text()
+    assert f"pytest exited without stopping engine session {pid}; killing" in log.read_text()
