@@ -7,7 +7,9 @@
 
     python3 tools/gpu/lease_check.py RESULTS_DIR [pytest options for the engine: --mgpu-model ... ]
 
-Writes RESULTS_DIR/lease_check.json and exits non-zero when a check fails. MGPU_DEVICE=cpu runs
+Writes RESULTS_DIR/lease_check.json and exits non-zero when a check fails. MGPU_LEASE_PHASES=2 runs
+only the second check (it needs one GPU, not two); on GPUs it also times how long the killed
+holder's engine takes to give its GPU memory back (NVML). MGPU_DEVICE=cpu runs
 the same checks on CPU core groups (a dry run of the script; NVML's view is skipped there).
 """
 
@@ -81,25 +83,35 @@ def main() -> int:
     report: dict[str, object] = {}
     ok = True
 
-    # 1. two concurrent pytest processes, each TP=1
-    a, b = _start(work, lock_dir, args, 30), _start(work, lock_dir, args, 30)
-    la, lb = _lease_line(a, 900), _lease_line(b, 900)
-    report["concurrent"] = [la, lb]
-    distinct = la["leased"] != lb["leased"] and la["engine_on"] == la["leased"] and lb["engine_on"] == lb["leased"]
-    report["concurrent_distinct_gpus"] = distinct
-    ok &= distinct
-    for p in (a, b):
-        p.wait(timeout=600)
+    phases = os.environ.get("MGPU_LEASE_PHASES", "1,2").split(",")
+    device = os.environ.get("MGPU_DEVICE", "cuda")
+    if "1" in phases:  # 1. two concurrent pytest processes, each TP=1
+        a, b = _start(work, lock_dir, args, 30), _start(work, lock_dir, args, 30)
+        la, lb = _lease_line(a, 900), _lease_line(b, 900)
+        report["concurrent"] = [la, lb]
+        distinct = (la["leased"] != lb["leased"] and la["engine_on"] == la["leased"]
+                    and lb["engine_on"] == lb["leased"])
+        report["concurrent_distinct_gpus"] = distinct
+        ok &= distinct
+        for p in (a, b):
+            p.wait(timeout=600)
+    if "2" not in phases:
+        return _finish(results, report, ok)
 
     # 2. a SIGKILLed holder frees its GPU at once (the lock) and its engine is reaped (the watchdog)
     holder = _start(work, lock_dir, args, 600)
     lh = _lease_line(holder, 900)
     from pytest_mgpu.hardware import discover
     from pytest_mgpu.hardware.leasing import Leaser
-    topo = discover(os.environ.get("MGPU_DEVICE", "cuda"), None)
+    topo = discover(device, None)
     leaser = Leaser(lock_dir, topo)
     index = next(i for i, d in enumerate(topo.devices)
                  if (d.uuid or f"cpu{i}") in lh["leased"])  # type: ignore[operator]
+    uuid = topo.devices[index].uuid
+    used_before: int | None = None
+    if device == "cuda" and uuid:
+        from pytest_mgpu.engines.drain import nvml_memory_used
+        used_before = nvml_memory_used([uuid]).get(uuid)
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     t0 = time.monotonic()
@@ -116,6 +128,20 @@ def main() -> int:
     report["sigkill"] = {"holder": lh, "lease_again_s": round(freed_s, 3), "same_gpu": got_same,
                          "engine_reaped_s": round(reaped_s, 1), "engine_left": left}
     ok &= got_same and freed_s < 1.0 and not left
+    if used_before is not None and uuid:
+        from pytest_mgpu.engines.drain import nvml_memory_used
+        used_after = nvml_memory_used([uuid]).get(uuid, 0)
+        while used_after > 1 << 30 and time.monotonic() - t0 < 60:  # more than 1 GiB still held
+            time.sleep(0.2)
+            used_after = nvml_memory_used([uuid]).get(uuid, 0)
+        report["sigkill"].update({  # type: ignore[union-attr]
+            "gpu_mem_used_with_engine_mib": used_before >> 20, "gpu_mem_used_after_mib": used_after >> 20,
+            "gpu_mem_freed_s": round(time.monotonic() - t0, 1)})
+        ok &= used_after <= 1 << 30
+    return _finish(results, report, ok)
+
+
+def _finish(results: Path, report: dict[str, object], ok: bool) -> int:
     report["ok"] = bool(ok)
     (results / "lease_check.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
