@@ -74,6 +74,7 @@ KEEP = ("output_throughput_per_gpu", "median_tpot_ms", "p99_ttft_ms", "output_th
 INNER_TEST = '''
 import json, os, subprocess, sys
 from pytest_mgpu.bench.workload import Workload
+from pytest_mgpu.engines.process import session_cores
 
 HOG = """
 import os, sys, time
@@ -88,23 +89,10 @@ while True:
 """
 
 
-def engine_cores(pid):
-    """Every core any process of the engine (its session) may run on."""
-    from pytest_mgpu.engines.process import session_members
-
-    cores = set()
-    for member in session_members(pid):
-        try:
-            cores |= os.sched_getaffinity(member)
-        except OSError:
-            pass
-    return sorted(cores)
-
-
 def test_measure(mgpu_engine, mgpu_bench):
     model = os.environ.get("MGPU_MODEL") or None
     server = mgpu_engine(tp=1, model=model, extra_args=("--load-format", "dummy"))
-    cores = engine_cores(server.pid)
+    cores = session_cores(server.pid)  # every core any engine process may run on
     plan = json.loads(os.environ["MGPU_PLAN"])
     workload = Workload(**json.loads(os.environ["MGPU_WORKLOAD"]))
     keep = json.loads(os.environ["MGPU_KEEP"])

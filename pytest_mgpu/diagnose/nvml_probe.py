@@ -21,6 +21,7 @@ from typing import Any
 
 from pytest_mgpu.diagnose.procfs import PROC, ProcessInfo, online_cpus, process_info, session_pids
 from pytest_mgpu.diagnose.telemetry import DeviceTelemetry, Telemetry
+from pytest_mgpu.hardware.nvml import NvmlReader
 from pytest_mgpu.hardware.topology import Device
 
 # nvmlClocksEventReason* bits (nvidia-ml-py); idle and application-clock settings are not throttling
@@ -84,20 +85,8 @@ class GpuSnapshot:
                    tuple(data.get("engine_pids", ())))
 
 
-class _Nvml:
-    """pynvml calls where NOT_SUPPORTED, any other NVML error, or a function the binding lacks is None."""
-
-    def __init__(self, nv: Any) -> None:
-        self.nv = nv
-
-    def get(self, name: str, *args: Any) -> Any:
-        fn: Callable[..., Any] | None = getattr(self.nv, name, None)
-        if fn is None:
-            return None
-        try:
-            return fn(*args)
-        except self.nv.NVMLError:
-            return None
+class _Nvml(NvmlReader):
+    """The provider's tolerant pynvml calls, plus one device's telemetry reading."""
 
     def reading(self, handle: Any, with_pids: bool = True) -> GpuReading:
         nv = self.nv

@@ -16,7 +16,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,6 +81,36 @@ def session_members(sid: int) -> list[int]:
         if len(fields) > 3 and int(fields[3]) == sid and fields[0] != "Z":
             pids.append(int(entry))
     return pids
+
+
+def session_cores(sid: int) -> list[int]:
+    """Every core any live process of session `sid` may run on."""
+    cores: set[int] = set()
+    for pid in session_members(sid):
+        with contextlib.suppress(OSError):
+            cores |= os.sched_getaffinity(pid)
+    return sorted(cores)
+
+
+def kill_session(sid: int, term_wait_s: float, kill_wait_s: float = 10.0,
+                 on_wait: Callable[[], object] = lambda: None) -> list[int]:
+    """SIGTERM session `sid` (its group, and members that moved to another group), wait, then SIGKILL.
+
+    Returns the members that survived both. `on_wait` runs while waiting (e.g. reaping our own child).
+    """
+    for sig, wait_s in ((signal.SIGTERM, term_wait_s), (signal.SIGKILL, kill_wait_s)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(sid, sig)
+        for pid in session_members(sid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and session_members(sid):
+            on_wait()
+            time.sleep(0.1)
+        if not session_members(sid):
+            break
+    return session_members(sid)
 
 
 @dataclass(frozen=True)
@@ -172,22 +202,16 @@ class EngineProcess:
         if self._proc is None:
             return
         t0 = time.monotonic()
-        sid = self._proc.pid  # a session leader's pid is its session id and its group id
-        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(sid, sig)
-            for pid in session_members(sid):  # members that moved to another group
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline and session_members(sid):
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self._proc.wait(timeout=0.05)
-                time.sleep(0.1)
-            if not session_members(sid):
-                break
+        proc = self._proc
+        sid = proc.pid  # a session leader's pid is its session id and its group id
+
+        def reap_leader() -> None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.05)
+
+        kill_session(sid, grace_s, on_wait=reap_leader)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self._proc.wait(timeout=1)
+            proc.wait(timeout=1)
         survivors = session_members(sid)
         self._proc = None
         if self._reaper is not None and not survivors:

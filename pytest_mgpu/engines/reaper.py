@@ -12,52 +12,25 @@ pytest is gone, so it kills the engine's session (TERM, then KILL) and exits.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from pytest_mgpu.engines.process import session_members
+from pytest_mgpu.engines.process import kill_session, session_members
 
 DISMISS = b"x"
-
-
-def reap(sid: int, grace_s: float) -> list[int]:
-    """TERM the session `sid`, wait up to `grace_s`, KILL what is left; returns the pids it found."""
-    found = session_members(sid)
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(sid, sig)
-        for pid in session_members(sid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and session_members(sid):
-            time.sleep(0.1)
-        if not session_members(sid):
-            break
-    return found
 
 
 class Reaper:
     """pytest's end of one engine's watchdog: `dismiss()` once the engine was stopped properly."""
 
-    def __init__(self, sid: int, log_path: Path | None = None, grace_s: float = 5.0) -> None:
-        log = open(log_path, "ab") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
-        try:
+    def __init__(self, sid: int, log_path: Path, grace_s: float = 5.0) -> None:
+        with open(log_path, "ab") as log:  # the watchdog's words go into the engine's own log
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "pytest_mgpu.engines.reaper", str(sid), str(grace_s)],
                 stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True,
             )
-        finally:
-            if log is not subprocess.DEVNULL:
-                log.close()  # type: ignore[union-attr]
-
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
 
     def dismiss(self) -> None:
         """The engine is gone: tell the watchdog to exit without touching anything."""
@@ -83,7 +56,7 @@ def main(argv: list[str]) -> int:
     if members:  # said first: whoever sees the engine gone can read why
         print(f"pytest-mgpu reaper: pytest exited without stopping engine session {sid}; "
               f"killing {' '.join(map(str, members))}", flush=True)
-        left = [p for p in reap(sid, grace_s) if p in session_members(sid)]
+        left = kill_session(sid, grace_s)
         if left:
             print(f"pytest-mgpu reaper: {' '.join(map(str, left))} survived SIGKILL", flush=True)
             return 1

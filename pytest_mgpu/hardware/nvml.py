@@ -66,8 +66,8 @@ def sysfs_bus_id(nvml_bus_id: str) -> str:
     return f"{parts[0][-4:].rjust(4, '0')}:{parts[1]}:{parts[2]}"
 
 
-class _Reader:
-    """Calls into pynvml where an unsupported query (or a function this binding lacks) is None."""
+class NvmlReader:
+    """Calls into pynvml where NOT_SUPPORTED, any other NVML error, or a function the binding lacks is None."""
 
     def __init__(self, nv: Any) -> None:
         self.nv = nv
@@ -82,7 +82,7 @@ class _Reader:
             return None
 
 
-def _affinity(r: _Reader, handle: Any) -> tuple[int, ...]:
+def _affinity(r: NvmlReader, handle: Any) -> tuple[int, ...]:
     words = max(16, math.ceil((os.cpu_count() or 1) / 64))  # room for 1024 CPUs; more words cost nothing
     masks = r.get("nvmlDeviceGetCpuAffinity", handle, words)
     if masks is None:
@@ -90,7 +90,7 @@ def _affinity(r: _Reader, handle: Any) -> tuple[int, ...]:
     return tuple(w * 64 + b for w, mask in enumerate(masks) for b in range(64) if (int(mask) >> b) & 1)
 
 
-def _numa_node(r: _Reader, handle: Any, bus_id: str, cpus: tuple[int, ...], pci_root: Path) -> int | None:
+def _numa_node(r: NvmlReader, handle: Any, bus_id: str, cpus: tuple[int, ...], pci_root: Path) -> int | None:
     """NVML's answer, else sysfs for the PCI device, else the node all affine CPUs sit on."""
     node = r.get("nvmlDeviceGetNumaNodeId", handle)
     if isinstance(node, int) and node >= 0:
@@ -106,7 +106,7 @@ def _numa_node(r: _Reader, handle: Any, bus_id: str, cpus: tuple[int, ...], pci_
     return None
 
 
-def _nvlinks(r: _Reader, handle: Any) -> tuple[int | None, list[str]]:
+def _nvlinks(r: NvmlReader, handle: Any) -> tuple[int | None, list[str]]:
     """(active links or None when NVML cannot say, the PCI bus id at the far end of each)."""
     known = False
     remotes: list[str] = []
@@ -121,7 +121,7 @@ def _nvlinks(r: _Reader, handle: Any) -> tuple[int | None, list[str]]:
     return (len(remotes) if known else None), remotes
 
 
-def _device(r: _Reader, index: int, handle: Any, pci_root: Path) -> tuple[Device, list[str]]:
+def _device(r: NvmlReader, index: int, handle: Any, pci_root: Path) -> tuple[Device, list[str]]:
     memory = r.get("nvmlDeviceGetMemoryInfo", handle)
     pci = r.get("nvmlDeviceGetPciInfo", handle)
     bus_id = _text(pci.busId) if pci is not None else ""
@@ -149,7 +149,7 @@ def _device(r: _Reader, index: int, handle: Any, pci_root: Path) -> tuple[Device
     return device, remotes
 
 
-def _pair(r: _Reader, a: Any, b: Any, remotes: list[str], da: Device, db: Device) -> tuple[LinkClass, int]:
+def _pair(r: NvmlReader, a: Any, b: Any, remotes: list[str], da: Device, db: Device) -> tuple[LinkClass, int]:
     direct = remotes.count(sysfs_bus_id(db.pci_bus_id)) if db.pci_bus_id else 0
     status = r.get("nvmlDeviceGetP2PStatus", a, b, caps_index(r.nv.NVML_P2P_CAPS_INDEX_NVLINK))
     if direct or status == 0:
@@ -162,7 +162,7 @@ def _pair(r: _Reader, a: Any, b: Any, remotes: list[str], da: Device, db: Device
 def read_topology(pci_root: Path = _PCI_ROOT) -> Topology:
     """The live GPUs. Raises NvmlUnavailable when NVML is absent or sees no GPU."""
     with nvml_session() as nv:
-        r = _Reader(nv)
+        r = NvmlReader(nv)
         try:
             count = int(nv.nvmlDeviceGetCount())
         except nv.NVMLError as exc:

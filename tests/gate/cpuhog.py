@@ -10,7 +10,6 @@ one in its own session 7%, two 22%, four 76%.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,20 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pytest_mgpu.engines.launchers import TINY_MODEL
-from pytest_mgpu.engines.process import session_members
 
 _HOG = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True:\n    pass\n"
-
-
-def engine_cores(pid: int) -> list[int]:
-    """Every core any process of the engine's session may run on."""
-    cores: set[int] = set()
-    for member in session_members(pid):
-        try:
-            cores |= os.sched_getaffinity(member)
-        except OSError:
-            continue
-    return sorted(cores)
 
 
 @contextmanager

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from pytest_mgpu.engines.process import session_cores
 from pytest_mgpu.fixtures import EngineFactory
 
-from .cpuhog import engine_cores, hogs, small_llama
+from .cpuhog import hogs, small_llama
 
 pytestmark = pytest.mark.engine
 
@@ -45,7 +46,7 @@ def test_record_pass_pass_pass_then_a_shared_engine_fails(pytester: pytest.Pytes
         again.assert_outcomes(passed=1)
         again.stdout.fnmatch_lines(["*test_perf.py::test_small_llama*external tp=1 pp=1 devices=1*pass*"])
 
-    with hogs(engine_cores(server.pid), per_core=3):
+    with hogs(session_cores(server.pid), per_core=3):
         shared = pytester.runpytest_subprocess(*args, timeout=600)
     shared.assert_outcomes(failed=1)
     shared.stdout.fnmatch_lines([
