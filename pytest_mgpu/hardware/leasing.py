@@ -202,15 +202,10 @@ class Leaser:
                 "exclusive": exclusive}
         deadline = time.monotonic() + max(0.0, timeout_s)
         delay = _BACKOFF_START_S
-        gate: _LockFile | None = None  # exclusive only: held from first try until the box is ours
+        gate: _LockFile | None = None  # exclusive only: held from the first try until the box is ours
         try:
             while True:
-                if exclusive and gate is None:
-                    gate = _LockFile(self.lock_dir / "box.intent")
-                    if not gate.try_lock(exclusive=True):
-                        gate.close()
-                        gate = None
-                box = self._enter_box(exclusive) if gate is not None or not exclusive else None
+                box, gate = self._try_enter("box", exclusive, gate)
                 if box is not None:
                     if gate is not None:
                         gate.close()
@@ -245,26 +240,12 @@ class Leaser:
         gate: _LockFile | None = None
         try:
             while True:
-                lock = _LockFile(path)
-                if measuring:
-                    if gate is None:
-                        gate = _LockFile(self.lock_dir / "quiet.intent")
-                        if not gate.try_lock(exclusive=True):
-                            gate.close()
-                            gate = None
-                    got = gate is not None and lock.try_lock(exclusive=True)
-                else:
-                    entry = _LockFile(self.lock_dir / "quiet.intent")
-                    try:
-                        got = entry.try_lock(exclusive=False) and lock.try_lock(exclusive=False)
-                    finally:
-                        entry.close()
-                if got:
+                lock, gate = self._try_enter("quiet", measuring, gate)
+                if lock is not None:
                     if measuring:
                         lock.write({"pid": os.getpid(), "host": socket.gethostname(),
                                     "test": holder or _current_test(), "since": time.time()})
                     return QuietHold(lock, measuring, time.monotonic() - started)
-                lock.close()
                 if time.monotonic() - started >= timeout_s:
                     what = "measure" if measuring else "start an engine"
                     info = _read_holder(path)
@@ -298,23 +279,31 @@ class Leaser:
         raise LeaseError(f"cannot lease {wanted}: this process may use {visible}{restricted}; ask for fewer "
                          "or weaker-linked devices, or run on a machine that has them")
 
-    def _enter_box(self, exclusive: bool) -> _LockFile | None:
-        """One try at the box-wide lock. A shared entrant passes the gate first, so it waits
-        while an exclusive one is queued; the exclusive one already holds the gate."""
-        box = _LockFile(self.lock_dir / "box.lock")
+    def _try_enter(self, name: str, exclusive: bool,
+                   gate: _LockFile | None) -> tuple[_LockFile | None, _LockFile | None]:
+        """One try at the writer-preference lock `<name>.lock`; returns (the lock or None, the gate).
+
+        An exclusive entrant takes the gate `<name>.intent` on its first try and keeps it (pass it
+        back in) until it is in, so shared entrants, who must pass the gate, queue behind it.
+        """
+        lock = _LockFile(self.lock_dir / f"{name}.lock")
         if exclusive:
-            if box.try_lock(exclusive=True):
-                return box
-            box.close()
-            return None
-        gate = _LockFile(self.lock_dir / "box.intent")
-        try:
-            if gate.try_lock(exclusive=False) and box.try_lock(exclusive=False):
-                return box
-        finally:
-            gate.close()
-        box.close()
-        return None
+            if gate is None:
+                gate = _LockFile(self.lock_dir / f"{name}.intent")
+                if not gate.try_lock(exclusive=True):
+                    gate.close()
+                    gate = None
+            if gate is not None and lock.try_lock(exclusive=True):
+                return lock, gate
+        else:
+            entry = _LockFile(self.lock_dir / f"{name}.intent")
+            try:
+                if entry.try_lock(exclusive=False) and lock.try_lock(exclusive=False):
+                    return lock, gate
+            finally:
+                entry.close()
+        lock.close()
+        return None, gate
 
     def _lock_all(self, devices: tuple[int, ...]) -> list[_LockFile] | None:
         taken: list[_LockFile] = []
