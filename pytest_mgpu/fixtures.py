@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Literal
 
 import pytest
 
-from pytest_mgpu.engines.hooks import QUIET_TIMEOUT_S, get_leaser, get_pool, stop_pool
+from pytest_mgpu.engines.hooks import get_pool, stop_pool
 from pytest_mgpu.engines.launchers import TINY_MODEL
 from pytest_mgpu.engines.spec import EngineServer, EngineSpec
-from pytest_mgpu.session import MgpuSession, Record, get_session
+from pytest_mgpu.session import MgpuSession, get_session
 
 if TYPE_CHECKING:
     from pytest_mgpu.bench.results import BenchResult
@@ -116,10 +116,6 @@ def mgpu_engine(request: pytest.FixtureRequest, _mgpu_engine_logs: Path) -> Engi
     return EngineFactory(get_session(request.config), request, _mgpu_engine_logs)
 
 
-# Each run on an engine draws fresh prompts, so none is answered from the prefix cache of an earlier run.
-RUN_SEED_STRIDE = 1000
-
-
 class BenchRunner:
     """`mgpu_bench(server, workload=None, *, repeats=None) -> BenchResult`, recorded for the reports."""
 
@@ -129,59 +125,17 @@ class BenchRunner:
 
     def __call__(self, server: EngineServer, workload: Workload | None = None, *,
                  repeats: int | None = None) -> BenchResult:
-        from pytest_mgpu.bench.runner import run_bench
+        from pytest_mgpu.bench.measure import measure
         from pytest_mgpu.bench.workload import Workload
-        from pytest_mgpu.diagnose import diagnose
-        from pytest_mgpu.diagnose.enrich import enrich
         from pytest_mgpu.diagnose.policy import failing, failure_message
-        from pytest_mgpu.diagnose.telemetry import start_telemetry
-        from pytest_mgpu.hardware.fingerprint import fingerprint
 
         session = self._session
-        fp = fingerprint(session.topology)
-        hardware = {"fingerprint": fp.dirname, "label": fp.label, "digest": fp.digest, **fp.facts,
-                    "devices_used": [session.topology.devices[i].name for i in server.devices]}
-        earlier = tuple(r.result for r in session.records)
-        runs = session.services.setdefault("bench_runs", {})  # base_url -> runs so far on that engine
-        offset = RUN_SEED_STRIDE * runs.get(server.base_url, 0)
-        runs[server.base_url] = runs.get(server.base_url, 0) + 1
-        nodeid = self._request.node.nodeid
-        # Measurements on one box take turns, and no neighbour starts an engine meanwhile (see Leaser.quiet).
-        with get_leaser(session).quiet(measuring=True, timeout_s=QUIET_TIMEOUT_S, holder=nodeid) as quiet:
-            sampler = start_telemetry(session.topology, server)  # telemetry over the measurement window
-            try:
-                result = run_bench(server, workload or Workload(), repeats=repeats or session.settings.repeats,
-                                   hardware=hardware, seed_offset=offset)
-            except Exception as exc:
-                raise _explain_engine_death(session, server, exc) from exc
-            finally:
-                telemetry = sampler.stop() if sampler is not None else None
-        result = enrich(result, server, session.topology, telemetry)
-        result = result.with_findings(*diagnose(session.topology, server, result, telemetry, {"earlier": earlier}))
-        notes = [f"telemetry: {n}" for n in telemetry.notes] if telemetry else []
-        if quiet.waited_s >= 1.0:
-            notes.append(f"waited {quiet.waited_s:.1f} s for other processes on this machine to finish measuring "
-                         "or starting engines")
-        session.records.append(Record(nodeid, result, notes=notes))
-        fatal = failing(result.findings, session.settings.fail_on)
+        record = measure(session, server, workload or Workload(), repeats=repeats or session.settings.repeats,
+                         nodeid=self._request.node.nodeid)
+        fatal = failing(record.result.findings, session.settings.fail_on)
         if fatal:
             pytest.fail(failure_message(fatal, server.spec.label()), pytrace=False)
-        return result
-
-
-def _explain_engine_death(session: MgpuSession, server: EngineServer, exc: Exception) -> Exception:
-    """A bench that failed because the engine died says so, with the engine's own last words."""
-    from pytest_mgpu.engines.hooks import POOL
-    from pytest_mgpu.engines.process import EngineError, log_tail
-
-    pool = session.services.get(POOL)
-    process = pool.process_of(server) if pool is not None else None
-    if process is not None and not process.alive() and server.log_path is not None:
-        return EngineError(
-            f"the engine {server.spec.label()} died during the measurement ({exc}).\n"
-            f"Last lines of its log {server.log_path}:\n{log_tail(server.log_path)}"
-        )
-    return exc
+        return record.result
 
 
 @pytest.fixture

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_mgpu.settings import Settings
 
 if TYPE_CHECKING:
+    from pytest_mgpu.bench.results import BenchResult
+    from pytest_mgpu.engines.pool import EnginePool, EngineTiming
+    from pytest_mgpu.gate.compare import Verdict
+    from pytest_mgpu.hardware.leasing import Leaser
     from pytest_mgpu.hardware.topology import Topology
 
 
@@ -18,19 +22,25 @@ class Record:
     """One measurement a test made, for the terminal summary and the reports."""
 
     nodeid: str
-    result: Any  # pytest_mgpu.bench.results.BenchResult
-    verdict: Any = None  # pytest_mgpu.gate verdict, when the test checked a baseline
+    result: BenchResult
+    verdict: Verdict | None = None  # when the test checked a baseline
     notes: list[str] = field(default_factory=list)
 
 
 @dataclass
 class MgpuSession:
+    """Everything pytest-mgpu keeps for one pytest run; each field has one owner that sets it."""
+
     config: pytest.Config
     settings: Settings
     records: list[Record] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # report entries (topology 'warn', missing baselines)
     _topology: Topology | None = None
-    services: dict[str, Any] = field(default_factory=dict)  # engine pool, leaser: set by their owners
+    leaser: Leaser | None = None  # engines.hooks.get_leaser
+    pool: EnginePool | None = None  # engines.hooks.get_pool; None again once stopped
+    engine_timings: list[EngineTiming] = field(default_factory=list)  # kept after the pool is gone
+    engine_events: list[str] = field(default_factory=list)
+    bench_runs: dict[str, int] = field(default_factory=dict)  # base_url -> measurements so far on that engine
 
     @property
     def topology(self) -> Topology:

@@ -12,13 +12,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_mgpu.engines.pool import DeviceLease, EnginePool, EngineTiming
+from pytest_mgpu.engines.pool import DeviceLease, EnginePool
 from pytest_mgpu.session import MgpuSession, get_session
 
-POOL = "engine_pool"
-TIMINGS = "engine_timings"  # list[EngineTiming], kept after the pool is gone, for the summary and reports
-EVENTS = "engine_events"
-LEASER = "leaser"
 QUIET_TIMEOUT_S = 3600.0  # another process's measurement (repeats, several configurations) may take this long
 
 if TYPE_CHECKING:
@@ -27,16 +23,15 @@ if TYPE_CHECKING:
 
 def get_leaser(session: MgpuSession) -> Leaser:
     """The session's device leaser (lock files in --mgpu-lock-dir), shared by the pool and the bench."""
-    leaser = session.services.get(LEASER)
-    if leaser is None:
+    if session.leaser is None:
         from pytest_mgpu.hardware.leasing import Leaser, default_lock_dir
 
-        leaser = session.services[LEASER] = Leaser(session.settings.lock_dir or default_lock_dir(), session.topology)
-    return leaser  # type: ignore[no-any-return]
+        session.leaser = Leaser(session.settings.lock_dir or default_lock_dir(), session.topology)
+    return session.leaser
 
 
 def get_pool(session: MgpuSession, log_dir: Path) -> EnginePool:
-    pool = session.services.get(POOL)
+    pool = session.pool
     if pool is None:
         leaser = get_leaser(session)
         timeout_s = session.settings.start_timeout
@@ -48,22 +43,21 @@ def get_pool(session: MgpuSession, log_dir: Path) -> EnginePool:
             return leaser.quiet(measuring=False, timeout_s=max(timeout_s, QUIET_TIMEOUT_S))
 
         pool = EnginePool(session.topology, acquire, log_dir, timeout_s, quiet=quiet)
-        session.services[POOL] = pool
+        session.pool = pool
         atexit.register(pool.stop_all)
-    assert isinstance(pool, EnginePool)
     return pool
 
 
 def stop_pool(session: MgpuSession) -> None:
-    pool = session.services.pop(POOL, None)
+    pool, session.pool = session.pool, None
     if pool is None:
         return
     atexit.unregister(pool.stop_all)
     try:
         pool.stop_all()
     finally:
-        session.services.setdefault(TIMINGS, []).extend(pool.timings)
-        session.services.setdefault(EVENTS, []).extend(pool.events)
+        session.engine_timings.extend(pool.timings)
+        session.engine_events.extend(pool.events)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -72,7 +66,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    timings: list[EngineTiming] = get_session(terminalreporter.config).services.get(TIMINGS, [])
+    timings = get_session(terminalreporter.config).engine_timings
     if not timings:
         return
     terminalreporter.write_sep("-", "pytest-mgpu engines")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
@@ -14,6 +15,9 @@ from pytest_mgpu.gate.measured import Measured, fingerprint, label
 from pytest_mgpu.gate.store import BaselineStore, Entry, entry_from_result, relative_test_path
 from pytest_mgpu.gate.table import verdict_table
 from pytest_mgpu.session import MgpuSession, Record, get_session
+
+if TYPE_CHECKING:
+    from pytest_mgpu.bench.results import BenchResult
 
 
 class BaselineChecker:
@@ -106,7 +110,8 @@ class BaselineChecker:
             if record.nodeid == self.nodeid and record.result is result and record.verdict is None:
                 record.verdict = verdict
                 return
-        self.session.records.append(Record(self.nodeid, result, verdict))
+        # The reports read a BenchResult; any other Measured (a test's own record) is kept as it is.
+        self.session.records.append(Record(self.nodeid, cast("BenchResult", result), verdict))
 
 
 def _findings_note(result: Measured) -> tuple[str, ...]:

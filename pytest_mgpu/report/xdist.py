@@ -17,9 +17,7 @@ VERSION = 1
 
 def worker_output(session: MgpuSession) -> dict[str, Any]:
     """This worker's records, warnings and engine timings, as JSON-able data."""
-    from pytest_mgpu.engines.hooks import EVENTS, TIMINGS
-
-    timings = session.services.get(TIMINGS, [])
+    timings = session.engine_timings
     return {
         "version": VERSION,
         "records": [{"nodeid": r.nodeid, "result": r.result.to_json(),
@@ -28,14 +26,13 @@ def worker_output(session: MgpuSession) -> dict[str, Any]:
         "warnings": list(session.warnings),
         "timings": [{"label": t.label, "startup_s": t.startup_s, "stop_s": t.stop_s, "drain_s": t.drain_s}
                     for t in timings],
-        "events": list(session.services.get(EVENTS, [])),
+        "events": list(session.engine_events),
     }
 
 
 def merge_worker_output(session: MgpuSession, data: Any, worker: str) -> None:
     """Add one worker's output to the controller's session; a malformed one becomes a warning, not a crash."""
     from pytest_mgpu.bench.results import BenchResult
-    from pytest_mgpu.engines.hooks import EVENTS, TIMINGS
     from pytest_mgpu.engines.pool import EngineTiming
     from pytest_mgpu.gate.compare import Verdict
 
@@ -54,5 +51,5 @@ def merge_worker_output(session: MgpuSession, data: Any, worker: str) -> None:
         return
     session.records.extend(records)
     session.warnings.extend(w for w in data.get("warnings", ()) if w not in session.warnings)
-    session.services.setdefault(TIMINGS, []).extend(timings)
-    session.services.setdefault(EVENTS, []).extend(f"[{worker}] {e}" for e in data.get("events", ()))
+    session.engine_timings.extend(timings)
+    session.engine_events.extend(f"[{worker}] {e}" for e in data.get("events", ()))

@@ -27,7 +27,7 @@ def test_all_visible(mgpu_engine, mgpu_bench):
 @pytest.fixture
 def no_outer_engines(request: pytest.FixtureRequest) -> None:
     """The inner pytest needs both devices: stop this session's own engines first."""
-    pool = get_session(request.config).services.get("engine_pool")
+    pool = get_session(request.config).pool
     if pool is not None:
         pool.stop_all()
 

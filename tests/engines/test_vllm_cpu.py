@@ -52,7 +52,7 @@ def test_engine_killed_mid_session_is_replaced(mgpu_engine: EngineFactory, reque
     assert new.pid != old.pid
     _, usage = stream_completion(new, max_tokens=4)
     assert usage["completion_tokens"] == 4
-    pool = get_session(request.config).services["engine_pool"]
+    pool = get_session(request.config).pool
     assert any("replaced" in e for e in pool.events)
 
 
