@@ -40,14 +40,23 @@ def test_tp1_concurrency(mgpu_engine, mgpu_bench, mgpu_baseline, concurrency: in
 
 
 @pytest.mark.mgpu_gpus(1)
-def test_vllm_client_agrees(mgpu_engine, tmp_path: Path) -> None:
-    """Side by side with `vllm bench serve` on the same engine: throughput and TPOT within 5%, TTFT 10%."""
+@pytest.mark.parametrize("concurrency", CONCURRENCIES)
+def test_vllm_client_agrees(mgpu_engine, tmp_path: Path, concurrency: int) -> None:
+    """Side by side with `vllm bench serve` on the same engine (any engine: SGLang too), at each concurrency.
+
+    vLLM's client may live in another site than the engine's (SGLang pins other transformers):
+    MGPU_VLLM_CLIENT_PYTHONPATH names it.
+    """
     server = mgpu_engine(tp=1)
-    out = Path(os.environ.get("MGPU_RESULTS_DIR", tmp_path)) / "compare_vllm_client.json"
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "compare_vllm_client.py"
-    cmd = [sys.executable, str(script), "--base-url", server.base_url, "--model", server.model_name,
-           "--tokenizer", str(server.tokenizer_path or server.spec.model), "--rounds", "3",
-           "--num-prompts", "64", "--max-concurrency", "16", "--client-cpu", "-1", "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    out = Path(os.environ.get("MGPU_RESULTS_DIR", tmp_path)) / f"compare_vllm_client_c{concurrency}.json"
+    repo = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, str(repo / "benchmarks" / "compare_vllm_client.py"), "--base-url", server.base_url,
+           "--model", server.model_name, "--tokenizer", str(server.tokenizer_path or server.spec.model),
+           "--rounds", "3", "--num-prompts", str(max(16, 4 * concurrency)), "--max-concurrency", str(concurrency),
+           "--client-cpu", "-1", "--out", str(out)]
+    env = dict(os.environ)
+    if os.environ.get("MGPU_VLLM_CLIENT_PYTHONPATH"):
+        env["PYTHONPATH"] = f"{os.environ['MGPU_VLLM_CLIENT_PYTHONPATH']}:{repo}"
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
     print(proc.stdout[-4000:])
     assert proc.returncode == 0, f"the two clients disagree beyond the limits:\n{proc.stdout}{proc.stderr[-3000:]}"
