@@ -1,0 +1,71 @@
+#!/bin/bash
+# The second round's whole GPU run on one H200 (issues 13, 14, 15), from the repo root:
+#   1. install vLLM 0.26 (parts in VSTASH) and SGLang 0.5.17 (parts in SSTASH) into fresh private directories;
+#   2. vLLM session 1 records: perf_tests/gpu/test_gpu_single.py (c=1,16,64 + vLLM-client cross-check);
+#   3. vLLM session 2 gates the same, then the history series (8 unchanged runs, then a co-tenant) and the
+#      telemetry on/off benchmark on the same engine;
+#   4. SGLang session 1 records (c=1,16,64 + vLLM-client cross-check), session 2 gates (if time is left).
+# Every session keeps its JSON/Markdown/log in RESULTS, and all share RESULTS/history.db.
+# usage: tools/gpu/run_round2.sh VSTASH SSTASH RESULTS     (run detached; poll RESULTS/progress.log)
+# Knobs: MGPU_DEADLINE_S (default 1080): skip what would start after this many seconds.
+set -uo pipefail
+vstash=${1:?usage: run_round2.sh VSTASH SSTASH RESULTS}
+sstash=${2:?}
+results=${3:?}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+mkdir -p "$results"
+t0=$(date +%s)
+log() { echo "$(date -u +%H:%M:%S) +$(( $(date +%s) - t0 ))s $*" | tee -a "$results/progress.log"; }
+left() { [ $(( $(date +%s) - t0 )) -lt "${MGPU_DEADLINE_S:-1080}" ]; }
+cd "$repo"
+vsite=$(mktemp -d)
+ssite=$(mktemp -d)
+log "install vllm -> $vsite, sglang -> $ssite"
+bash tools/gpu/install_bundle.sh "$vstash" "$vsite" > "$results/install-vllm.log" 2>&1 &
+bash tools/gpu/install_sglang_bundle.sh "$sstash" "$ssite" > "$results/install-sglang.log" 2>&1 &
+wait
+tail -n 2 "$results/install-vllm.log" "$results/install-sglang.log" | tee -a "$results/progress.log"
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+model=/root/models/llama-3.1-8b-dummy
+[ -f "$model/config.json" ] || python3 tools/gpu/make_dummy_llama.py "$model" 8b >> "$results/install.log" 2>&1
+nvidia-smi > "$results/nvidia-smi.txt" 2>&1
+PYTHONPATH=$repo python3 -m pytest_mgpu topo > "$results/topo.txt" 2>&1
+
+plugin=(-p pytest_mgpu.plugin)
+common=("${plugin[@]}" -p no:cacheprovider -ra -s --mgpu-device cuda --mgpu-model "$model"
+        "--mgpu-engine-args=--load-format dummy" --mgpu-baselines "$repo/baselines" --mgpu-start-timeout 900
+        --mgpu-history "sqlite:///$results/history.db")
+session() {  # name site engine args...
+  local name=$1 site=$2 engine=$3; shift 3
+  log "$name start"
+  mkdir -p "$results/$name"
+  MGPU_RESULTS_DIR="$results/$name" PYTHONPATH="$site:$repo" MGPU_VLLM_CLIENT_PYTHONPATH="$vsite" \
+    python3 -m pytest "$@" "${common[@]}" --mgpu-engine "$engine" \
+    --mgpu-report "$results/$name.json" --mgpu-summary "$results/$name.md" --junitxml "$results/$name.junit.xml" \
+    > "$results/$name.log" 2>&1
+  log "$name exit $?"
+  find /tmp/pytest-of-*/ -name 'engine-*.log' -newer "$results/progress.log" -exec cp {} "$results/$name/" \; 2>/dev/null
+  grep -E "passed|failed" "$results/$name.log" | tail -n 1 | tee -a "$results/progress.log"
+}
+single=perf_tests/gpu/test_gpu_single.py
+series=()
+for _ in $(seq $(( ${MGPU_SERIES_RUNS:-8} + ${MGPU_SERIES_SLOWED:-4} ))); do
+  series+=(perf_tests/gpu/test_history_series.py::test_series)
+done
+session vllm-record "$vsite" vllm "$single" --mgpu-update-baselines
+left && session vllm-gate "$vsite" vllm --keep-duplicates "$single::test_tp1_concurrency" "${series[@]}"
+if left && [ -f benchmarks/telemetry_cost.py ]; then
+  log "telemetry on/off"
+  PYTHONPATH="$vsite:$repo" timeout 300 python3 benchmarks/telemetry_cost.py --device cuda --model "$model" \
+    --out "$results/telemetry_cost.json" > "$results/telemetry_cost.log" 2>&1
+  log "telemetry exit $?"
+fi
+left && session sglang-record "$ssite" sglang "$single" --mgpu-update-baselines
+left && session sglang-gate "$ssite" sglang "$single::test_tp1_concurrency"
+cp -r baselines "$results/baselines"
+PYTHONPATH=$repo python3 -m pytest_mgpu history list --history "sqlite:///$results/history.db" --json \
+  > "$results/history-list.json" 2>&1
+PYTHONPATH=$repo python3 -m pytest_mgpu history detect --history "sqlite:///$results/history.db" --json \
+  > "$results/history-detect.json" 2>&1
+tar -C "$(dirname "$results")" -czf "$results.tgz" "$(basename "$results")"
+log "done"
