@@ -1,0 +1,153 @@
+"""The noise-aware gate: judge this run against the series' own run-to-run spread.
+
+A fixed tolerance cannot fit every machine: an H200 re-runs within 0.3% (10% lets a 5% co-tenant
+slowdown through), a shared 2-core CPU box swings by 20% (10% cries wolf). So, for a series with
+enough history on one fingerprint, each metric gets a band from its own recent runs:
+
+    center    = median of the last `window` runs' medians
+    spread    = 1.4826 * MAD(those medians) / |center|   (a robust relative sigma: one odd run
+                moves neither the center nor the spread much)
+    band_rel  = max(floor_rel, k * spread)
+
+and this run regresses when the median of its repeats is worse than the center by more than the
+band, in the harmful direction only. The median of three repeats is beyond the band only when
+at least two of them are, so a single stalled repeat cannot fail a run. With fewer than `min_runs`
+earlier runs the band itself is too uncertain: `enough` is False, nothing is judged, and the
+caller falls back to the pinned-baseline rule (`pytest_mgpu.gate.compare`).
+
+Why these constants (DEFAULT_GATE), measured with `python benchmarks/history_rates.py` on
+synthetic series (R=3 repeats per run, run-to-run noise 0.3%/2%/10% with within-run noise half
+of that, Gaussian and heavy-tailed Student-t(3) run noise, 2000 trials per cell; full table in
+perf-runs/history-rates.md):
+- min_runs=8: with 5 earlier runs, the MAD of five values is so uncertain that k had to be above
+  6 to keep false alarms under 2% on heavy-tailed noise, which cost the 3% step at 0.3% noise;
+  from 8 runs on, k=5 holds false alarms <= 1.5% at every noise level (Gaussian 0.1-0.4%,
+  t(3) 0.9-1.5%) and the target "3% step caught at 0.3% noise in >= 95%" is met (100%).
+- window=20: long enough that the MAD is steady (false alarms fall from ~1% at 8 runs to ~0.3%
+  at 20), short enough that a machine's slow drift (driver, firmware) ages out within a month of
+  nightly runs.
+- k=5: k=3 gave 2.5-6% false alarms with 8 runs (over the 1-in-20 target on heavy tails), k=4
+  1-3%; k=5 is the smallest that keeps every measured cell <= 1.5%, and at 0.3% noise k*spread is
+  about 1.5%, under the floor, so k does not cost detection on quiet machines.
+- floor_rel=0.02: Perfherder's minimum change (2%); at 0.3% noise it sets the band, a 3% step is
+  caught in 100% of trials and a 2% step in about half (it sits on the floor). A lower floor
+  would alarm on slow day-to-day drift that a window of quiet runs does not show.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MAD_TO_SIGMA = 1.4826  # MAD * this estimates a normal distribution's standard deviation
+
+
+@dataclass(frozen=True)
+class NoiseGate:
+    """How much history is enough, and how wide the band is (see the module docstring for why)."""
+
+    min_runs: int  # earlier runs needed before the history judges anything
+    window: int  # the most recent runs used for the center and the spread
+    k: float  # band = k * robust relative spread ...
+    floor_rel: float  # ... but never narrower than this (0.02 = 2%)
+
+    def __post_init__(self) -> None:
+        if self.min_runs < 3:
+            raise ValueError(f"NoiseGate.min_runs must be >= 3 (a spread needs runs to measure), got {self.min_runs}")
+        if self.window < self.min_runs:
+            raise ValueError(f"NoiseGate.window ({self.window}) must be >= min_runs ({self.min_runs})")
+        if not (math.isfinite(self.k) and self.k > 0):
+            raise ValueError(f"NoiseGate.k must be a positive number of sigmas, got {self.k!r}")
+        if not (math.isfinite(self.floor_rel) and self.floor_rel >= 0):
+            raise ValueError(f"NoiseGate.floor_rel must be a relative change >= 0 (0.02 = 2%), got {self.floor_rel!r}")
+
+
+DEFAULT_GATE = NoiseGate(min_runs=8, window=20, k=5.0, floor_rel=0.02)
+
+
+@dataclass(frozen=True)
+class HistoryCheck:
+    """One metric of one run against its recent history."""
+
+    metric: str
+    enough: bool  # False: too little (finite) history or no finite sample now; nothing was judged
+    runs_used: int  # earlier runs that made the center and the spread
+    center: float  # median of those runs' medians (nan when not enough)
+    band_rel: float  # the tolerated harmful change, relative (nan when not enough)
+    change_rel: float  # (this run's median - center) / |center|, raw sign (nan when not judged)
+    regressed: bool
+    reason: str
+    spread_rel: float = math.nan  # robust run-to-run sigma of the window, relative to the center
+    current: float = math.nan  # median of this run's finite repeats
+
+
+def _finite(values: Sequence[float]) -> list[float]:
+    out = []
+    for x in values:
+        if x is None:
+            continue
+        f = float(x)
+        if math.isfinite(f):
+            out.append(f)
+    return out
+
+
+def _median(values: Sequence[float]) -> float:
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def robust_spread_rel(values: Sequence[float], center: float) -> float:
+    """1.4826 * MAD around `center`, relative to |center|: a normal sigma that ignores odd runs."""
+    return MAD_TO_SIGMA * _median([abs(x - center) for x in values]) / abs(center)
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f}%"
+
+
+def check_against_history(
+    history: Sequence[float],
+    current: Sequence[float],
+    *,
+    higher_is_better: bool,
+    metric: str = "",
+    gate: NoiseGate = DEFAULT_GATE,
+) -> HistoryCheck:
+    """Judge this run's repeats (`current`) against earlier runs' medians (`history`, oldest first).
+
+    Non-finite values are skipped on both sides (vLLM reports NaN TPOT for one-token outputs); they
+    do not count as runs. Too little history, no finite sample now, or a zero center: `enough` is
+    False and `reason` says why, so the caller falls back to the pinned-baseline rule.
+    """
+    name = metric or "metric"
+    past = _finite(history)
+    now = _finite(current)
+    nan = math.nan
+    if len(past) < gate.min_runs:
+        return HistoryCheck(metric, False, len(past), nan, nan, nan, False,
+                            f"{name}: {len(past)} runs of history, need {gate.min_runs}: judged by the pinned "
+                            "baseline only")
+    recent = past[-gate.window:]
+    center = _median(recent)
+    if not now:
+        return HistoryCheck(metric, False, len(recent), center, nan, nan, False,
+                            f"{name}: no finite sample in this run ({len(current)} given): nothing to judge")
+    if center == 0:
+        return HistoryCheck(metric, False, len(recent), center, nan, nan, False,
+                            f"{name}: the last {len(recent)} runs' median is 0, so a relative band is undefined: "
+                            "judged by the pinned baseline only")
+    spread = robust_spread_rel(recent, center)
+    band = max(gate.floor_rel, gate.k * spread)
+    value = _median(now)
+    change = (value - center) / abs(center)
+    harmful = -change if higher_is_better else change
+    regressed = harmful > band
+    word = "worse" if harmful > 0 else "better"
+    why = (f"floor {_pct(gate.floor_rel)}" if band == gate.floor_rel
+           else f"{gate.k:g} x spread {_pct(spread)}")
+    reason = (f"{name}: {value:.6g} is {_pct(abs(change))} {word} than the median {center:.6g} of the last "
+              f"{len(recent)} runs; band {_pct(band)} ({why}): {'regression' if regressed else 'within'}")
+    return HistoryCheck(metric, True, len(recent), center, band, change, regressed, reason, spread, value)
