@@ -47,8 +47,19 @@ sit on core 0 only), on the quiet box, `--runs 10` per invocation (perf-runs/202
   load 0.2 (-15%, +16%) 10/10; load 0.35 (-24%, +30%) 10/10. The smallest slowdown caught
   reliably is about 15%; 10-15% lies between the measured levels.
 
+Every run is also judged by the noise-aware history gate (`pytest_mgpu.history.noise`, its
+DEFAULT_GATE): its history is the medians of the unchanged runs measured before it (the baseline
+run included), as a nightly series of unchanged runs would be. `--history-runs N` measures N
+unchanged runs right after the baseline, before the interleaved rounds, so that the history gate
+has enough runs (min_runs) from the first round on; runs with too little history are counted as
+"fallback" (the pinned rule alone would judge them). Reported under "history": false alarms among
+unchanged runs that had enough history, and detection per hog load.
+
 Start engines one at a time on a shared machine:
     flock /tmp/mgpu-engine.lock python benchmarks/gate_error_rates.py --runs 10 --out reports/gate_error_rates.json
+With the history gate at the issue's scale (20 unchanged runs judged with >= 8 runs of history):
+    flock /tmp/mgpu-engine.lock python benchmarks/gate_error_rates.py --history-runs 8 --runs 20 \
+        --loads 0.05,0.1,0.15,0.2 --out reports/gate_error_rates_history.json
 """
 
 from __future__ import annotations
@@ -56,6 +67,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import shutil
 import statistics
@@ -66,7 +78,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pytest_mgpu import metrics
 from pytest_mgpu.gate import compare
+from pytest_mgpu.history.noise import DEFAULT_GATE, check_against_history
 from pytest_mgpu.metrics import gated_metrics
 
 KEEP = ("output_throughput_per_gpu", "median_tpot_ms", "p99_ttft_ms", "output_throughput")
@@ -116,9 +130,9 @@ def test_measure(mgpu_engine, mgpu_bench):
 '''
 
 
-def plan_runs(runs: int, duties: list[float]) -> list[float]:
-    """Baseline first, then rounds of (unchanged, each hog load): interleaved against drift."""
-    plan = [0.0]
+def plan_runs(runs: int, duties: list[float], history_runs: int = 0) -> list[float]:
+    """Baseline first, `history_runs` unchanged runs, then rounds of (unchanged, each hog load): interleaved."""
+    plan = [0.0] * (1 + history_runs)
     for _ in range(runs):
         plan += [0.0, *duties]
     return plan
@@ -164,6 +178,47 @@ def judge(baseline: dict[str, Any], now: dict[str, Any]) -> tuple[str, dict[str,
     return outcome.value, {v.metric: v.change for v in verdicts}
 
 
+def judge_history(history: list[dict[str, Any]], now: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The history gate's verdict on one run: `regression`, `pass`, or `fallback` (too little history)."""
+    reasons, outcome = {}, "pass"
+    for name in gated_metrics():
+        past = [statistics.median(r["samples"][name]) if r["samples"].get(name) else math.nan for r in history]
+        check = check_against_history(past, now["samples"].get(name, ()), metric=name,
+                                      higher_is_better=metrics.judged(name).direction is metrics.Direction.HIGHER)
+        reasons[name] = check.reason
+        if not check.enough:
+            outcome = "fallback" if outcome == "pass" else outcome
+        elif check.regressed:
+            outcome = "regression"
+    return outcome, reasons
+
+
+def analyse_history(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each run (after the first) against the unchanged runs before it."""
+    judged = []
+    for i, row in enumerate(rows[1:], start=1):
+        history = [r for r in rows[:i] if r["load"] == 0]
+        verdict, reasons = judge_history(history, row)
+        judged.append({"load": row["load"], "verdict": verdict, "reasons": reasons})
+    unchanged = [j for j in judged if j["load"] == 0 and j["verdict"] != "fallback"]
+    levels = {}
+    for load in sorted({j["load"] for j in judged if j["load"] > 0}):
+        runs = [j for j in judged if j["load"] == load and j["verdict"] != "fallback"]
+        levels[str(load)] = {"runs": len(runs), "detected": sum(j["verdict"] == "regression" for j in runs),
+                             "detection_rate": (sum(j["verdict"] == "regression" for j in runs) / len(runs)
+                                                if runs else None)}
+    reliable = [d for d, lv in levels.items() if lv["detection_rate"] is not None and lv["detection_rate"] >= 0.9]
+    return {
+        "gate": str(DEFAULT_GATE),
+        "fallback_runs": sum(j["verdict"] == "fallback" for j in judged),
+        "unchanged_runs_judged": len(unchanged),
+        "false_alarms": sum(j["verdict"] == "regression" for j in unchanged),
+        "false_alarm_reasons": [j["reasons"] for j in unchanged if j["verdict"] == "regression"],
+        "levels": levels,
+        "smallest_reliable_load": min(reliable, key=float) if reliable else None,
+    }
+
+
 def analyse(rows: list[dict[str, Any]]) -> dict[str, Any]:
     base, rest = rows[0], rows[1:]
     judged = [{**r, "verdict": judge(base, r)[0], "change": judge(base, r)[1]} for r in rest]
@@ -196,6 +251,7 @@ def analyse(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "smallest_reliable_load": min(reliable, key=float) if reliable else None,
         "smallest_reliable_throughput_change": (levels[min(reliable, key=float)]["throughput_change_median"]
                                                 if reliable else None),
+        "history": analyse_history(rows),
     }
 
 
@@ -204,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=10, help="unchanged runs, and slowed runs per load (default 10)")
     ap.add_argument("--loads", default="1,1.5,2",
                     help="hog loads per engine core, comma-separated (default 1,1.5,2)")
+    ap.add_argument("--history-runs", type=int, default=0,
+                    help="unchanged runs measured after the baseline, before the rounds: history for the history "
+                         f"gate (it judges from {DEFAULT_GATE.min_runs} earlier unchanged runs on; default 0)")
     ap.add_argument("--repeats", type=int, default=3, help="repeats per run, as --mgpu-repeats (default 3)")
     ap.add_argument("--input-len", type=int, default=64)
     ap.add_argument("--output-len", type=int, default=32)
@@ -224,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         workload = {"input_len": args.input_len, "output_len": args.output_len, "num_prompts": args.num_prompts,
                     "max_concurrency": args.max_concurrency}
         shape = (args.hidden, args.layers) if args.hidden else None
-        rows = measure(plan_runs(args.runs, duties), workload, args.repeats, raw, shape)
+        rows = measure(plan_runs(args.runs, duties, args.history_runs), workload, args.repeats, raw, shape)
     if len(rows) < 2:
         print("not enough measurements to judge anything", file=sys.stderr)
         return 1

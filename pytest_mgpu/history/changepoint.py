@@ -31,6 +31,7 @@ positions in the series as given.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ PENALTY_BETA = 3.0  # Pelt penalty = PENALTY_BETA * log(n) on the noise-standard
 CREEP_WINDOW = 8  # runs a creep is tested over
 CREEP_MIN_RUNS = 5  # the shortest window a creep can be called on
 CREEP_ALPHA = 0.005  # one-sided Mann-Kendall significance (two-sided when no direction is given)
+CREEP_Z = 3.0  # the trend line must move by this many noise sigmas over its window
+SIDE_AGREEMENT = 0.75  # share of each side's runs that must lie on its side of the midpoint
 _MAD_TO_SIGMA = 1.4826
 _SIGMA_FLOOR_REL = 1e-6  # a perfectly constant series still has a defined (tiny) noise
 
@@ -69,7 +72,7 @@ def noise_sigma(xs: Sequence[float]) -> float:
     floor = _SIGMA_FLOOR_REL * (center or 1.0)
     if len(xs) < 3:
         return floor
-    diffs = [b - a for a, b in zip(xs, xs[1:], strict=False)]
+    diffs = [b - a for a, b in itertools.pairwise(xs)]
     mid = _median(diffs)
     mad = _median([abs(d - mid) for d in diffs])
     return max(_MAD_TO_SIGMA * mad / math.sqrt(2), floor)
@@ -86,8 +89,15 @@ def _rel(before: float, after: float) -> float:
 
 
 def _step_strength(xs: Sequence[float], a: int, b: int, c: int, sigma: float) -> tuple[float, float, float, float]:
+    """(z, change_rel, before, after) of a step at b between [a, b) and [b, c); z = 0 if the sides overlap."""
     before, after = _median(xs[a:b]), _median(xs[b:c])
     z = abs(after - before) / (sigma * math.sqrt(1 / (b - a) + 1 / (c - b)))
+    mid = (before + after) / 2
+    up = after > before
+    agree_before = sum((x < mid) == up for x in xs[a:b]) / (b - a)
+    agree_after = sum((x > mid) == up for x in xs[b:c]) / (c - b)
+    if min(agree_before, agree_after) < SIDE_AGREEMENT:
+        z = 0.0  # e.g. one wild run made a 2-run segment: its median (a mean of two) is not a level
     return z, _rel(before, after), before, after
 
 
@@ -201,7 +211,7 @@ def theil_sen(values: Sequence[float]) -> tuple[float, float]:
     return slope, _median(values) - slope * (n - 1) / 2
 
 
-def _find_creep(xs: Sequence[float], higher_is_better: bool | None) -> ChangePoint | None:
+def _find_creep(xs: Sequence[float], higher_is_better: bool | None, sigma: float) -> ChangePoint | None:
     if len(xs) < CREEP_MIN_RUNS:
         return None
     for end in range(CREEP_MIN_RUNS, len(xs) + 1):
@@ -218,7 +228,7 @@ def _find_creep(xs: Sequence[float], higher_is_better: bool | None) -> ChangePoi
         slope, intercept = theil_sen(w)
         before, after = intercept, intercept + slope * (len(w) - 1)
         rel = _rel(before, after)
-        if abs(rel) < MIN_CHANGE_REL or not _harmful(rel, higher_is_better):
+        if abs(rel) < MIN_CHANGE_REL or abs(after - before) < CREEP_Z * sigma or not _harmful(rel, higher_is_better):
             continue
         if not _linear_beats_step(w, slope, intercept):
             continue
@@ -242,7 +252,7 @@ def detect_changes(values: Sequence[float], *, higher_is_better: bool | None = N
     if max(xs) == min(xs):
         return []
     sigma = noise_sigma(xs)
-    creep = _find_creep(xs, higher_is_better)
+    creep = _find_creep(xs, higher_is_better, sigma)
     found: list[ChangePoint] = []
     for index, before, after, rel in _find_steps(xs, sigma):
         if creep is not None and index >= creep.start:
