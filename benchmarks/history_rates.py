@@ -160,7 +160,7 @@ def table(args: argparse.Namespace) -> str:
     head = ("| method | noise | dist | history | false alarms | step 2% | step 3% | step 5% | step 10% "
             "| creep 1%/run caught <= 5 runs | creep: runs to alarm (median) |")
     lines = [head, "|" + "---|" * 11]
-    for method in ("gate", "changepoint", "fixed"):
+    for method in args.methods:
         for dist in DISTS:
             for noise in NOISES:
                 for history in args.history:
@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--creep-trials", type=int, default=200, help="trials per creep cell")
     ap.add_argument("--history", type=lambda s: [int(x) for x in s.split(",")], default=[5, 8, 12, 20],
                     help="history lengths (earlier runs), comma-separated")
+    ap.add_argument("--methods", type=lambda s: s.split(","), default=["gate", "changepoint", "fixed"],
+                    help="which of gate,changepoint,fixed to measure (default all)")
     ap.add_argument("--out", type=Path, default=Path("perf-runs/history-rates.md"))
     ap.add_argument("--sweep", action="store_true", help="sweep the gate's k and floor instead")
     ap.add_argument("--ks", type=lambda s: [float(x) for x in s.split(",")], default=[3.0, 4.0, 5.0, 6.0])
@@ -224,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"# History gate, change points and the fixed rule on synthetic series\n\n"
               f"`python benchmarks/history_rates.py --seed {args.seed} --trials {args.trials} "
               f"--cp-trials {args.cp_trials} --creep-trials {args.creep_trials} "
-              f"--history {','.join(map(str, args.history))}` ({time.monotonic() - started:.0f} s). "
+              f"--history {','.join(map(str, args.history))} --methods {','.join(args.methods)}` ({time.monotonic() - started:.0f} s). "
               f"Gate: {gate}. Model and definitions: the benchmark's docstring. 'history' is the number of "
               f"earlier runs; with fewer than min_runs={gate.min_runs} the gate judges nothing (it falls back "
               f"to the pinned rule), so its rates there are 0 by construction.\n\n")

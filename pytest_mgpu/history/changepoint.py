@@ -20,8 +20,18 @@ straight line fits the window better than any single step (so a step is never ca
 Step proposals inside a reported creep are dropped: a staircase is what a creep looks like
 to a step detector.
 
-Why these constants, measured with `python benchmarks/history_rates.py` (see the table in
-perf-runs/history-rates.md): FILLED IN FROM THE BENCHMARK.
+Why these constants: set by hand from the field's values (2% floor, 2 runs of persistence) and
+checked with `python benchmarks/history_rates.py --trials 1000 --cp-trials 300 --creep-trials 100
+--history 5,8,20` (table in perf-runs/history-rates.md; series of H unchanged runs + 3 after):
+- flat series raise a change in 0% (0.3% noise), 1-2.3% (2%) and 0.3-3% (10%, t(3) tails) of
+  whole series, every cell under the 1-in-20 target;
+- a 3% step at 0.3% noise is named within +-1 run in 96.7% (H=5) to 100% (H=20) of series, a
+  10% step at 2% noise in 64-95%; a 1% per run creep at 0.3% noise is found 100% of the time,
+  at the 3rd run after it began (median);
+- before CREEP_Z was added, 2 of 20 flat 25-run series at 2% and 10% noise showed a "creep"
+  (a chance run of 8 drifting values); with it, 2% of 300 series. A wild run once made a 2-run
+  segment look like a 10% step, which SIDE_AGREEMENT now rejects
+  (tests/history/test_changepoint.py::test_one_slow_run_is_not_a_change).
 
 With `higher_is_better` given only harmful changes are reported (regressions); with None both
 directions are. Non-finite values (runs without the metric) are skipped; indices always refer to
