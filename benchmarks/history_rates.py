@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"# History gate, change points and the fixed rule on synthetic series\n\n"
               f"`python benchmarks/history_rates.py --seed {args.seed} --trials {args.trials} "
               f"--cp-trials {args.cp_trials} --creep-trials {args.creep_trials} "
-              f"--history {','.join(map(str, args.history))} --methods {','.join(args.methods)}` ({time.monotonic() - started:.0f} s). "
+              f"--history {','.join(map(str, args.history))} --methods {','.join(args.methods)}` "
+              f"({time.monotonic() - started:.0f} s). "
               f"Gate: {gate}. Model and definitions: the benchmark's docstring. 'history' is the number of "
               f"earlier runs; with fewer than min_runs={gate.min_runs} the gate judges nothing (it falls back "
               f"to the pinned rule), so its rates there are 0 by construction.\n\n")
