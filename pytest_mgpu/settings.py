@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-ENGINES = ("vllm", "trtllm", "external")
+ENGINES = ("vllm", "sglang", "trtllm", "external")
 DEVICE_MODES = ("auto", "cuda", "cpu")
 MISSING_POLICIES = ("warn", "skip", "fail")
 
@@ -96,7 +96,7 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("engine", "Inference engine the fixtures start: vllm, trtllm, or external (see --mgpu-base-url)",
+    Option("engine", "Inference engine the fixtures start: vllm, sglang, trtllm, or external (see --mgpu-base-url)",
            _choice(ENGINES), "vllm", "NAME"),
     Option("model", "Model directory or hub id (default: the tiny model bundled with pytest-mgpu)",
            str, None, "MODEL"),

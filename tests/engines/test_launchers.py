@@ -90,6 +90,6 @@ def test_trtllm_on_cpu_says_it_cannot_run_here() -> None:
 
 
 def test_unknown_engine_lists_the_known_ones() -> None:
-    spec = EngineSpec("sglang", "/m", device_kind="cpu")
-    with pytest.raises(EngineStartError, match="no launcher for engine 'sglang' on cpu; known: vllm on cpu"):
+    spec = EngineSpec("mlc", "/m", device_kind="cpu")
+    with pytest.raises(EngineStartError, match="no launcher for engine 'mlc' on cpu; known: vllm on cpu"):
         plan_for(LaunchRequest(spec, (_cpu(0, (0,)),), port=1))
