@@ -1,7 +1,8 @@
-"""How each engine is started: a registry of launchers that turn a spec into a `LaunchPlan`.
+"""How each built-in engine is started: planners that turn a `LaunchRequest` into a `LaunchPlan`.
 
-A launcher only builds the command line and environment (unit-testable without the engine);
-`process.EngineProcess` runs it.
+A planner only builds the command line and environment (unit-testable without the engine);
+`process.EngineProcess` runs it. They are registered through the public hook
+`pytest_mgpu_engines` like any plugin's engine (this module is that built-in plugin).
 """
 
 from __future__ import annotations
@@ -9,13 +10,18 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
 
 from pytest_mgpu.engines.process import EngineStartError, LaunchPlan
 from pytest_mgpu.engines.spec import EngineSpec
 from pytest_mgpu.hardware.topology import Device
+
+if TYPE_CHECKING:
+    from pytest_mgpu.engines.registry import EngineRegistry
 
 TINY_MODEL = Path(__file__).with_name("tiny_model")
 WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
@@ -176,25 +182,33 @@ def sglang_plan(req: LaunchRequest) -> LaunchPlan:
                       health_url=f"http://{req.host}:{req.port}/health")
 
 
-Planner = Callable[[LaunchRequest], LaunchPlan]
+def external_plan(req: LaunchRequest) -> LaunchPlan:
+    """"external" is a server someone else runs: pytest-mgpu connects to it and never starts it."""
+    raise EngineStartError(
+        "engine 'external' is not started by pytest-mgpu; mgpu_engine() connects to --mgpu-base-url instead. "
+        "Start your server yourself and pass --mgpu-engine external --mgpu-base-url URL."
+    )
 
-# (engine, device kind) -> planner. "external" has no lifecycle and no planner.
-LAUNCHERS: dict[tuple[str, str], Planner] = {
-    ("vllm", "cpu"): vllm_cpu_plan,
-    ("vllm", "cuda"): vllm_cuda_plan,
-    ("sglang", "cuda"): sglang_plan,
-    ("sglang", "cpu"): sglang_plan,
-    ("trtllm", "cuda"): trtllm_plan,
-    ("trtllm", "cpu"): trtllm_plan,
-}
+
+BUILTIN_ENGINES = ("vllm", "sglang", "trtllm", "external")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_mgpu_engines(registry: EngineRegistry) -> None:
+    """The built-in engines, through the same hook a plugin uses (this module is registered by plugin.py).
+
+    First, so that a plugin reusing a built-in name is the one the error blames.
+    """
+    registry.add("vllm", "cpu", vllm_cpu_plan)
+    registry.add("vllm", "cuda", vllm_cuda_plan)
+    for kind in ("cuda", "cpu"):  # on CPU devices, SGLang and TensorRT-LLM say they need CUDA
+        registry.add("sglang", kind, sglang_plan)
+        registry.add("trtllm", kind, trtllm_plan)
+        registry.add("external", kind, external_plan)
 
 
 def plan_for(req: LaunchRequest) -> LaunchPlan:
-    try:
-        planner = LAUNCHERS[(req.spec.engine, req.spec.device_kind)]
-    except KeyError:
-        known = ", ".join(f"{e} on {k}" for e, k in LAUNCHERS)
-        raise EngineStartError(
-            f"no launcher for engine {req.spec.engine!r} on {req.spec.device_kind}; known: {known}"
-        ) from None
-    return planner(req)
+    """The built-in engines' plan for a request (a pytest run plans through its session's registry)."""
+    from pytest_mgpu.engines.registry import builtin_registry
+
+    return builtin_registry().plan(req)

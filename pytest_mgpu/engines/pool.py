@@ -14,15 +14,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pytest_mgpu.engines.drain import nvml_memory_used, wait_drained
-from pytest_mgpu.engines.launchers import LaunchRequest, plan_for, served_model_name
+from pytest_mgpu.engines.launchers import LaunchRequest, served_model_name
 from pytest_mgpu.engines.process import EngineError, EngineProcess, EngineStartError, LaunchPlan, free_port
 from pytest_mgpu.engines.spec import EngineServer, EngineSpec
 from pytest_mgpu.hardware.topology import Device, Topology
 
 PORT_ATTEMPTS = 3
+
+if TYPE_CHECKING:
+    from pytest_mgpu.engines.registry import EngineRegistry
 
 
 class DeviceLease(Protocol):
@@ -86,7 +89,13 @@ class EnginePool:
         start_timeout_s: float,
         pick_port: Callable[[], int] = free_port,
         quiet: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
+        registry: EngineRegistry | None = None,
     ) -> None:
+        if registry is None:
+            from pytest_mgpu.engines.registry import builtin_registry
+
+            registry = builtin_registry()
+        self.registry = registry  # which planner starts each engine (the pytest_mgpu_engines hook filled it)
         self.topology = topology
         self._quiet = quiet  # held (shared) while an engine starts, so no neighbour measures meanwhile
         self._pick_port = pick_port
@@ -162,14 +171,14 @@ class EnginePool:
         """Start on a free port; a port taken between choosing and binding it is retried on another."""
         for attempt in range(1, PORT_ATTEMPTS + 1):
             port = self._pick_port()
-            plan = plan_for(LaunchRequest(spec=spec, devices=devices, port=port))
+            plan = self.registry.plan(LaunchRequest(spec=spec, devices=devices, port=port))
             process = EngineProcess(plan, log_path)
             try:
                 process.start(self.start_timeout_s)
                 return plan, process
             except EngineStartError as exc:
                 if "address already in use" not in str(exc).lower() or attempt == PORT_ATTEMPTS:
-                    raise
+                    raise EngineStartError(f"engine {spec.engine!r} ({spec.label()}): {exc}") from None
                 self.events.append(f"port {port} was taken before {spec.label()} could bind it; retrying")
         raise AssertionError("unreachable")
 
