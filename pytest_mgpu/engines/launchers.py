@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +42,7 @@ class LaunchRequest:
     devices: tuple[Device, ...]  # the devices allocated to the engine (len == spec.n_devices)
     port: int
     host: str = "127.0.0.1"
+    work_dir: str | None = None  # a directory of this engine's own (its log's), for files a planner writes
 
     @property
     def served_name(self) -> str:
@@ -121,8 +123,41 @@ def vllm_cuda_plan(req: LaunchRequest) -> LaunchPlan:
                       health_url=f"http://{req.host}:{req.port}/health")
 
 
+def trtllm_options(req: LaunchRequest) -> tuple[dict[str, object], tuple[str, ...]]:
+    """The `--extra_llm_api_options` YAML's settings, and the user's args left for the command line.
+
+    TensorRT-LLM takes parallelism and dummy weights as LLM API options, not flags: the vLLM-style
+    `--load-format dummy` a user passes to every engine (--mgpu-engine-args) becomes `load_format: dummy`.
+    """
+    spec, rest = req.spec, list(req.spec.extra_args)
+    options: dict[str, object] = {"tensor_parallel_size": spec.tp, "pipeline_parallel_size": spec.pp}
+    for i, arg in enumerate(rest):
+        if arg == "--load-format" and i + 1 < len(rest):
+            options["load_format"] = rest[i + 1]
+            del rest[i: i + 2]
+            break
+        if arg.startswith("--load-format="):
+            options["load_format"] = arg.split("=", 1)[1]
+            del rest[i]
+            break
+    if not has_weights(spec.model):
+        options.setdefault("load_format", "dummy")
+    return options, tuple(rest)
+
+
+def yaml_text(options: dict[str, object]) -> str:
+    """Flat `key: value` YAML (scalars only; strings JSON-quoted, which YAML reads as strings)."""
+    import json
+
+    return "".join(f"{k}: {json.dumps(v)}\n" for k, v in options.items())
+
+
 def trtllm_plan(req: LaunchRequest) -> LaunchPlan:
-    """`trtllm-serve MODEL --backend pytorch --tp_size T --pp_size P` (TensorRT-LLM's documented flags)."""
+    """`trtllm-serve MODEL --backend pytorch --host H --port N --extra_llm_api_options FILE` (its documented CLI).
+
+    The YAML goes to the engine's work directory (its log directory). Not run here: TensorRT-LLM
+    cannot be installed on our machines (docs/engines.md).
+    """
     if req.spec.device_kind != "cuda":
         raise EngineStartError(
             "TensorRT-LLM runs only on NVIDIA GPUs; this run uses CPU devices. "
@@ -133,9 +168,15 @@ def trtllm_plan(req: LaunchRequest) -> LaunchPlan:
         raise EngineStartError(
             'trtllm-serve is not on PATH; install TensorRT-LLM (pip install "pytest-mgpu[trtllm]") on a GPU host.'
         )
+    options, rest = trtllm_options(req)
+    work_dir = Path(req.work_dir) if req.work_dir else Path(tempfile.mkdtemp(prefix="mgpu-trtllm-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    config = work_dir / f"trtllm-options-{req.port}.yaml"
+    config.write_text(yaml_text(options))
     argv = [
         exe, req.spec.model, "--host", req.host, "--port", str(req.port), "--backend", "pytorch",
-        "--tp_size", str(req.spec.tp), "--pp_size", str(req.spec.pp), *req.spec.extra_args,
+        "--tp_size", str(req.spec.tp), "--pp_size", str(req.spec.pp),
+        "--extra_llm_api_options", str(config), *rest,
     ]
     env = {**CUDA_DEFAULT_ENV, "CUDA_VISIBLE_DEVICES": ",".join(d.uuid or str(d.index) for d in req.devices)}
     return LaunchPlan(argv=tuple(argv), env={**env, **dict(req.spec.env)},

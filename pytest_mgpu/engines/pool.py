@@ -171,7 +171,8 @@ class EnginePool:
         """Start on a free port; a port taken between choosing and binding it is retried on another."""
         for attempt in range(1, PORT_ATTEMPTS + 1):
             port = self._pick_port()
-            plan = self.registry.plan(LaunchRequest(spec=spec, devices=devices, port=port))
+            request = LaunchRequest(spec=spec, devices=devices, port=port, work_dir=str(log_path.parent))
+            plan = self.registry.plan(request)
             process = EngineProcess(plan, log_path)
             try:
                 process.start(self.start_timeout_s)
