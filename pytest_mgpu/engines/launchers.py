@@ -28,6 +28,9 @@ TINY_MODEL = Path(__file__).with_name("tiny_model")
 WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pt", "*.gguf")
 
 # Multi-GPU hosts of our CI keep NVLink multicast off; passed to every engine unless the caller overrides.
+# Python engines write their log through a pipe-less file: unbuffered, so progress can read their phase live.
+LOG_ENV = {"PYTHONUNBUFFERED": "1"}
+
 CUDA_DEFAULT_ENV = {
     "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
     "NCCL_NVLS_ENABLE": "0",
@@ -102,6 +105,7 @@ def vllm_cpu_plan(req: LaunchRequest) -> LaunchPlan:
     if "--max-model-len" not in req.spec.extra_args:
         argv += ["--max-model-len", "2048"]
     env = {
+        **LOG_ENV,
         "VLLM_CPU_OMP_THREADS_BIND": bind,
         "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB: the default takes a large share of NUMA node 0
         "VLLM_TARGET_DEVICE": "cpu",
@@ -118,7 +122,8 @@ def vllm_cuda_plan(req: LaunchRequest) -> LaunchPlan:
     else:
         _require_module("vllm", "vllm")
         argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *_vllm_args(req)]
-    env = {**CUDA_DEFAULT_ENV, "CUDA_VISIBLE_DEVICES": ",".join(d.uuid or str(d.index) for d in req.devices)}
+    env = {**LOG_ENV, **CUDA_DEFAULT_ENV,
+           "CUDA_VISIBLE_DEVICES": ",".join(d.uuid or str(d.index) for d in req.devices)}
     return LaunchPlan(argv=tuple(argv), env={**env, **dict(req.spec.env)},
                       health_url=f"http://{req.host}:{req.port}/health")
 
@@ -218,7 +223,8 @@ def sglang_plan(req: LaunchRequest) -> LaunchPlan:
     args = _default(args, "--grammar-backend", "none", user)
     if not has_weights(spec.model):
         args = _default(args, "--load-format", "dummy", user)
-    env = {**CUDA_DEFAULT_ENV, "CUDA_VISIBLE_DEVICES": ",".join(d.uuid or str(d.index) for d in req.devices)}
+    env = {**LOG_ENV, **CUDA_DEFAULT_ENV,
+           "CUDA_VISIBLE_DEVICES": ",".join(d.uuid or str(d.index) for d in req.devices)}
     return LaunchPlan(argv=(*args, *user), env={**env, **dict(spec.env)},
                       health_url=f"http://{req.host}:{req.port}/health")
 
