@@ -8,6 +8,7 @@ is the real plugin in a real pytest subprocess.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def pytest_mgpu_engines(registry):
 
 SCRIPTED_TEST = '''
 from pathlib import Path
-from pytest_mgpu import Workload
+from pytest_mgpu import Workload, assert_slo
 from pytest_mgpu.engines.launchers import TINY_MODEL  # its tokenizer sizes the prompts
 
 def test_third_party_engine(mgpu_engine, mgpu_bench):
@@ -42,6 +43,8 @@ def test_third_party_engine(mgpu_engine, mgpu_bench):
     result = mgpu_bench(server, Workload(input_len=16, output_len=8, num_prompts=8, max_concurrency=4), repeats=1)
     assert result.failed == 0 and result.completed == 8
     assert result.spec["engine"] == "scripted"
+    assert 0 < result.metrics["engine_startup_s"] == server.startup_s  # start-up time, on the result
+    assert_slo(result, engine_startup_s=120)  # a test can gate it like any lower-is-better metric
 '''
 
 
@@ -60,8 +63,13 @@ def _alive(pid: int) -> bool:
 def test_conftest_engine_is_measured_end_to_end(pytester: pytest.Pytester, tmp_path: Path) -> None:
     pytester.makeconftest(SCRIPTED_CONFTEST)
     pytester.makepyfile(SCRIPTED_TEST)
-    result = _run(pytester, tmp_path, "--mgpu-repeats=1")
+    result = _run(pytester, tmp_path, "--mgpu-repeats=1", "--mgpu-report=report.json", "--mgpu-summary=summary.md")
     result.assert_outcomes(passed=1)
+    report = json.loads((pytester.path / "report.json").read_text())
+    [engine] = report["engines"]
+    assert engine["label"] == "scripted tp=1 pp=1 devices=1" and engine["startup_s"] > 0
+    assert report["records"][0]["result"]["summary"]["engine_startup_s"] == pytest.approx(engine["startup_s"])
+    assert "| scripted tp=1 pp=1 devices=1 | " in (pytester.path / "summary.md").read_text()
     result.stdout.fnmatch_lines(["*test_third_party_engine*scripted tp=1 pp=1 devices=1*",
                                  "*scripted tp=1 pp=1 devices=1: started in *, stopped in *"])
     pids = [int(p) for p in re.findall(r"ENGINE_PID (\d+)", result.stdout.str())]
