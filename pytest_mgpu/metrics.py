@@ -157,3 +157,10 @@ register(Metric("device_busy_min", "fraction", _N,
 register(Metric("energy_j", "J", _N, description="energy of the allocated GPUs over the measurement window (NVML)"))
 register(Metric("power_w_mean", "W", _N, description="mean power of the allocated GPUs over the measurement window"))
 register(Metric("tpot_floor_ms", "ms", _N, description="memory-bandwidth floor of TPOT for this model, TP/PP and GPU"))
+# Engine start-up (from the pool, added by pytest_mgpu.diagnose.enrich): the start of the engine this result was
+# measured on. Not gated by default (it swings with page cache and compile cache); a test gates it by name:
+# `mgpu_baseline.check(result, metrics=["engine_startup_s"])` or `assert_slo(result, engine_startup_s=300)`.
+register(Metric("engine_startup_s", "s", _L, tolerance=0.50,
+                description="engine spawn to healthy (the same number `vllm bench sweep startup` measures)"))
+register(Metric("engine_compile_cache_warm", "bool", _N,
+                description="1 when vLLM loaded its torch.compile cache, 0 when it compiled afresh (from the log)"))

@@ -24,13 +24,28 @@ _HOOK_MODULES = (
 pytest_plugins = ["pytest_mgpu.fixtures"]
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_mgpu import hooks
+    from pytest_mgpu.engines import launchers
+
+    pluginmanager.add_hookspecs(hooks)
+    if not pluginmanager.has_plugin("mgpu-builtin-engines"):
+        pluginmanager.register(launchers, "mgpu-builtin-engines")  # vLLM, SGLang, TensorRT-LLM, external
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     _settings.add_options(parser)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[SESSION_KEY] = MgpuSession(config=config, settings=_settings.resolve(config))
+    session = MgpuSession(config=config, settings=_settings.resolve(config))
+    config.stash[SESSION_KEY] = session
+    from pytest_mgpu.engines.registry import EngineRegistry
+
+    session.engines = EngineRegistry()
+    config.hook.pytest_mgpu_engines(registry=session.engines)
+    session.engines.check_name(session.settings.engine)
     for module_name, plugin_name in _HOOK_MODULES:
         try:
             module = importlib.import_module(module_name)

@@ -12,6 +12,7 @@ from pytest_mgpu.settings import Settings
 if TYPE_CHECKING:
     from pytest_mgpu.bench.results import BenchResult
     from pytest_mgpu.engines.pool import EnginePool, EngineTiming
+    from pytest_mgpu.engines.registry import EngineRegistry
     from pytest_mgpu.gate.compare import Verdict
     from pytest_mgpu.hardware.leasing import Leaser
     from pytest_mgpu.hardware.topology import Topology
@@ -38,6 +39,7 @@ class MgpuSession:
     _topology: Topology | None = None
     leaser: Leaser | None = None  # engines.hooks.get_leaser
     pool: EnginePool | None = None  # engines.hooks.get_pool; None again once stopped
+    engines: EngineRegistry | None = None  # plugin.pytest_configure, from the pytest_mgpu_engines hook
     engine_timings: list[EngineTiming] = field(default_factory=list)  # kept after the pool is gone
     engine_events: list[str] = field(default_factory=list)
     bench_runs: dict[str, int] = field(default_factory=dict)  # base_url -> measurements so far on that engine

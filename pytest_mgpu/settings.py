@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-ENGINES = ("vllm", "trtllm", "external")
+BUILTIN_ENGINES = ("vllm", "sglang", "trtllm", "external")  # = engines.launchers.BUILTIN_ENGINES (kept light)
 DEVICE_MODES = ("auto", "cuda", "cpu")
 MISSING_POLICIES = ("warn", "skip", "fail")
 
@@ -29,6 +29,13 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def _engine_name(value: str) -> str:
+    """Any name: which engines exist is known only after plugins registered theirs (checked at configure)."""
+    if not value.strip():
+        raise ValueError(f"expected an engine name: {', '.join(BUILTIN_ENGINES)}, or one a plugin adds")
+    return value.strip()
 
 
 def _positive_float(value: str) -> float:
@@ -96,8 +103,8 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("engine", "Inference engine the fixtures start: vllm, trtllm, or external (see --mgpu-base-url)",
-           _choice(ENGINES), "vllm", "NAME"),
+    Option("engine", f"Inference engine the fixtures start: {', '.join(BUILTIN_ENGINES)} (see --mgpu-base-url), "
+           "and any engine a plugin adds (hook pytest_mgpu_engines)", _engine_name, "vllm", "NAME"),
     Option("model", "Model directory or hub id (default: the tiny model bundled with pytest-mgpu)",
            str, None, "MODEL"),
     Option("device", "Device kind: cuda, cpu (one core group per rank), or auto (cuda when NVML sees GPUs)",

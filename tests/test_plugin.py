@@ -60,8 +60,9 @@ def test_tolerance_accepts_percent(pytester: pytest.Pytester) -> None:
     ("args", "env", "message"),
     [
         (["--mgpu-repeats=0"], {}, "*invalid value '0' for command line --mgpu-repeats: expected an integer >= 1*"),
-        ([], {"PYTEST_MGPU_ENGINE": "sglang"},
-         "*invalid value 'sglang' for environment variable PYTEST_MGPU_ENGINE: expected one of vllm, trtllm*"),
+        ([], {"PYTEST_MGPU_ENGINE": "mlc"},
+         "*unknown engine 'mlc' (--mgpu-engine, env PYTEST_MGPU_ENGINE or ini mgpu_engine); registered engines: "
+         "vllm, sglang, trtllm, external*"),
         (["--mgpu-device=tpu"], {}, "*--mgpu-device: expected one of auto, cuda, cpu*"),
         (["--mgpu-engine=external"], {}, "*--mgpu-engine external needs --mgpu-base-url*"),
         (["--mgpu-base-url=http://127.0.0.1:1"], {}, "*--mgpu-base-url is only used with --mgpu-engine external*"),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -59,8 +59,12 @@ class RunRecords:
 
 
 async def drive(session: aiohttp.ClientSession, url: str, requests: Sequence[Prepared],
-                offsets_s: Sequence[float], max_concurrency: int | None, timeout_s: float) -> RunRecords:
-    """Send every request on its schedule, within the concurrency cap, and gather the records."""
+                offsets_s: Sequence[float], max_concurrency: int | None, timeout_s: float,
+                on_done: Callable[[], object] | None = None) -> RunRecords:
+    """Send every request on its schedule, within the concurrency cap, and gather the records.
+
+    `on_done()` runs as each request finishes (progress display; it must be quick).
+    """
     clock = time.perf_counter
     monitor = LoopLagMonitor()
     monitor.start()
@@ -83,6 +87,8 @@ async def drive(session: aiohttp.ClientSession, url: str, requests: Sequence[Pre
         finally:
             if slots is not None:
                 slots.put_nowait(clock())
+            if on_done is not None:
+                on_done()
 
     tasks = []
     for i, (req, offset) in enumerate(zip(requests, offsets_s, strict=True)):

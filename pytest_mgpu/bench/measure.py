@@ -42,6 +42,7 @@ def measure(session: MgpuSession, server: EngineServer, workload: Workload, *, r
     from pytest_mgpu.diagnose import diagnose
     from pytest_mgpu.diagnose.enrich import enrich
     from pytest_mgpu.diagnose.telemetry import start_telemetry
+    from pytest_mgpu.report.progress import measurement_progress
 
     hardware = hardware_facts(session, server)
     earlier = tuple(r.result for r in session.records)
@@ -50,7 +51,8 @@ def measure(session: MgpuSession, server: EngineServer, workload: Workload, *, r
     with get_leaser(session).quiet(measuring=True, timeout_s=QUIET_TIMEOUT_S, holder=nodeid) as quiet:
         sampler = start_telemetry(session.topology, server)  # telemetry over the measurement window
         try:
-            result = run_bench(server, workload, repeats=repeats, hardware=hardware, seed_offset=offset)
+            result = run_bench(server, workload, repeats=repeats, hardware=hardware, seed_offset=offset,
+                               progress=measurement_progress(session.config, server.spec.label()))
         except Exception as exc:
             raise explain_engine_death(session, server, exc) from exc
         finally:

@@ -12,7 +12,7 @@ import json
 import threading
 import urllib.request
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,6 +44,7 @@ def run_bench(
     max_mismatch_fraction: float = 0.01,
     health_limits: HealthLimits | None = None,
     seed_offset: int = 0,
+    progress: Callable[[int, int], object] | None = None,
 ) -> BenchResult:
     """Warm up once, then run `workload` `repeats` times against `server`.
 
@@ -53,6 +54,7 @@ def run_bench(
     `max_mismatch_fraction` and a client that could not keep up become findings.
     `seed_offset` shifts every prompt seed (not the workload's identity): an engine that
     already served a run's prompts would answer from its prefix cache, halving TTFT.
+    `progress(done, total)` is told of each finished measured request (not the warm-up).
     """
     workload = workload or Workload()
     if repeats < 1:
@@ -66,7 +68,7 @@ def run_bench(
     warm = _prepare(server, workload, workload.seed + _WARMUP_SEED_OFFSET, workload.warmup_requests, tok,
                     f"mgpu-{run_id}-w-")
     url = server.base_url.rstrip("/") + endpoint.path
-    runs = _run_sync(_bench(url, warm, plans, workload, request_timeout_s))
+    runs = _run_sync(_bench(url, warm, plans, workload, request_timeout_s, progress))
 
     repeat_metrics: list[dict[str, float]] = []
     findings: list[Finding] = []
@@ -149,8 +151,15 @@ def _prepare(server: EngineServer, w: Workload, seed: int, n: int, tok: datasets
 
 
 async def _bench(url: str, warm: Sequence[Prepared], plans: Sequence[Sequence[Prepared]], w: Workload,
-                 timeout_s: float) -> list[RunRecords]:
+                 timeout_s: float, progress: Callable[[int, int], object] | None = None) -> list[RunRecords]:
     runs = []
+    total, done = sum(len(p) for p in plans), [0]
+
+    def one_done() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
+
     session = make_session(w.max_concurrency)
     gc.collect()
     gc.freeze()  # long-lived objects out of the collector's way: shorter pauses mid-run (as vLLM does)
@@ -165,7 +174,8 @@ async def _bench(url: str, warm: Sequence[Prepared], plans: Sequence[Sequence[Pr
                         errors=_distinct_errors(warmed.records), failed=len(warm), total=len(warm))
             for r, plan in enumerate(plans):
                 offsets = arrival_offsets_s(len(plan), w.request_rate, w.burstiness, w.seed + r)
-                runs.append(await drive(session, url, plan, offsets, w.max_concurrency, timeout_s))
+                runs.append(await drive(session, url, plan, offsets, w.max_concurrency, timeout_s,
+                                        one_done if progress else None))
     finally:
         gc.unfreeze()
     return runs

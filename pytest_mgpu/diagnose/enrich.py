@@ -73,13 +73,23 @@ def _roofline(topology: Topology, server: EngineServer, metrics: Mapping[str, fl
     return {"tpot_floor_ms": round(roof.tpot_floor_ms, 6), "mbu": round(roof.mbu(tpot), 6)}
 
 
+def _startup(server: EngineServer) -> dict[str, float]:
+    """The engine's time to healthy (and compile-cache state), so reports and history keep them per result."""
+    out = {}
+    if server.startup_s is not None:
+        out["engine_startup_s"] = float(server.startup_s)
+    if server.compile_cache_warm is not None:
+        out["engine_compile_cache_warm"] = float(server.compile_cache_warm)
+    return out
+
+
 def enrich(result: BenchResult, server: EngineServer, topology: Topology, telemetry: Telemetry | None) -> BenchResult:
     """A copy of `result` with telemetry and roofline metrics added (none replaced)."""
     window = telemetry_metrics(telemetry)
     concurrency = result.workload.max_concurrency
 
     def add(metrics: Mapping[str, float]) -> dict[str, float]:
-        extra: dict[str, Any] = {**window, **_roofline(topology, server, metrics, concurrency)}
+        extra: dict[str, Any] = {**window, **_roofline(topology, server, metrics, concurrency), **_startup(server)}
         extra = _with_efficiency(metrics, extra)
         return {**metrics, **{k: v for k, v in extra.items() if k not in metrics}}
 

@@ -42,7 +42,10 @@ def get_pool(session: MgpuSession, log_dir: Path) -> EnginePool:
         def quiet() -> QuietHold:
             return leaser.quiet(measuring=False, timeout_s=max(timeout_s, QUIET_TIMEOUT_S))
 
-        pool = EnginePool(session.topology, acquire, log_dir, timeout_s, quiet=quiet)
+        from pytest_mgpu.report.progress import engine_start_progress
+
+        pool = EnginePool(session.topology, acquire, log_dir, timeout_s, quiet=quiet, registry=session.engines,
+                          on_wait=engine_start_progress(session.config))
         session.pool = pool
         atexit.register(pool.stop_all)
     return pool
@@ -73,4 +76,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for t in timings:
         stop = f"{t.stop_s:.1f} s" if t.stop_s is not None else "-"
         drain = f", GPU memory idle after {t.drain_s:.1f} s" if t.drain_s is not None else ""
-        terminalreporter.write_line(f"{t.label}: started in {t.startup_s:.1f} s, stopped in {stop}{drain}")
+        cache = {True: " (compile cache warm)", False: " (compile cache cold)", None: ""}[t.compile_cache_warm]
+        terminalreporter.write_line(f"{t.label}: started in {t.startup_s:.1f} s{cache}, stopped in {stop}{drain}")

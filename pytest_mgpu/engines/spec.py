@@ -58,6 +58,7 @@ class EngineServer:
     versions: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     startup_s: float | None = None
     tokenizer_path: str | None = None  # local tokenizer directory, for exact-length prompts
+    compile_cache_warm: bool | None = field(default=None, compare=False)  # from its log (engines/phases.py)
 
     @property
     def n_devices(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -61,8 +62,20 @@ def _json(path: Path, data: list[Row], session: MgpuSession, exit_status: int) -
     settings = {"baselines": str(session.settings.baselines), "tolerance": session.settings.tolerance,
                 "repeats": session.settings.repeats, "missing_baseline": session.settings.missing_baseline,
                 "update_baselines": session.settings.update_baselines}
-    write_atomic(path, dumps(json_report.build(data, session.warnings, exit_status, settings)))
+    report = json_report.build(data, session.warnings, exit_status, settings)
+    report["engines"] = [dataclasses.asdict(t) for t in session.engine_timings]  # start-up (s) of every engine
+    write_atomic(path, dumps(report))
     return True
+
+
+def _engines_markdown(session: MgpuSession) -> str:
+    if not session.engine_timings:
+        return ""
+    cache = {True: "warm", False: "cold", None: "-"}
+    lines = ["", "| engine | start-up s | compile cache | stop s |", "|---|---|---|---|"]
+    lines += [f"| {t.label} | {t.startup_s:.1f} | {cache[t.compile_cache_warm]} | "
+              f"{'-' if t.stop_s is None else f'{t.stop_s:.1f}'} |" for t in session.engine_timings]
+    return "\n".join(lines) + "\n"
 
 
 def _bench(path: Path, data: list[Row]) -> bool:
@@ -74,7 +87,7 @@ def _bench(path: Path, data: list[Row]) -> bool:
 
 
 def _markdown(path: Path, data: list[Row], session: MgpuSession, append: bool) -> bool:
-    text = markdown.render(data, session.warnings)
+    text = markdown.render(data, session.warnings) + _engines_markdown(session)
     if append:
         with path.open("a", encoding="utf-8") as fh:
             fh.write(text)

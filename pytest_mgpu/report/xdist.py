@@ -24,7 +24,8 @@ def worker_output(session: MgpuSession) -> dict[str, Any]:
                      "verdict": r.verdict.to_json() if r.verdict is not None else None,
                      "notes": list(r.notes)} for r in session.records],
         "warnings": list(session.warnings),
-        "timings": [{"label": t.label, "startup_s": t.startup_s, "stop_s": t.stop_s, "drain_s": t.drain_s}
+        "timings": [{"label": t.label, "startup_s": t.startup_s, "stop_s": t.stop_s, "drain_s": t.drain_s,
+                     "compile_cache_warm": t.compile_cache_warm}
                     for t in timings],
         "events": list(session.engine_events),
     }

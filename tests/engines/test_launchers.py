@@ -72,15 +72,29 @@ def test_vllm_cuda_sets_visible_devices_and_keeps_multicast_off(monkeypatch: pyt
     assert plan.env["NVSHMEM_DISABLE_NVLS"] == "1"
 
 
-def test_trtllm_command_follows_its_documentation(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trtllm_command_follows_its_documentation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: "/opt/bin/trtllm-serve" if name == "trtllm-serve" else None)
-    spec = EngineSpec("trtllm", "/models/llama", tp=4, pp=2, n_devices=8, device_kind="cuda")
-    plan = plan_for(LaunchRequest(spec, tuple(_gpu(i) for i in range(8)), port=9000))
+    spec = EngineSpec("trtllm", "/models/llama", tp=4, pp=2, n_devices=8, device_kind="cuda",
+                      extra_args=("--load-format", "dummy", "--max_batch_size", "64"))
+    plan = plan_for(LaunchRequest(spec, tuple(_gpu(i) for i in range(8)), port=9000, work_dir=str(tmp_path)))
     assert plan.argv[:2] == ("/opt/bin/trtllm-serve", "/models/llama")
     assert _flag(plan.argv, "--tp_size") == "4" and _flag(plan.argv, "--pp_size") == "2"
     assert _flag(plan.argv, "--backend") == "pytorch"
-    assert _flag(plan.argv, "--port") == "9000"
+    assert _flag(plan.argv, "--port") == "9000" and _flag(plan.argv, "--host") == "127.0.0.1"
+    assert "--load-format" not in plan.argv and plan.argv[-2:] == ("--max_batch_size", "64")
+    config = Path(_flag(plan.argv, "--extra_llm_api_options"))
+    assert config.parent == tmp_path  # next to the engine's log
+    assert config.read_text() == "tensor_parallel_size: 4\npipeline_parallel_size: 2\nload_format: \"dummy\"\n"
     assert plan.env["CUDA_VISIBLE_DEVICES"].count(",") == 7
+    assert plan.health_url == "http://127.0.0.1:9000/health"
+
+
+def test_trtllm_weightless_model_gets_dummy_weights(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: "/opt/bin/trtllm-serve")
+    spec = EngineSpec("trtllm", str(TINY_MODEL), device_kind="cuda")
+    plan = plan_for(LaunchRequest(spec, (_gpu(0),), port=1, work_dir=str(tmp_path)))
+    text = Path(_flag(plan.argv, "--extra_llm_api_options")).read_text()
+    assert 'load_format: "dummy"' in text and "tensor_parallel_size: 1" in text
 
 
 def test_trtllm_on_cpu_says_it_cannot_run_here() -> None:
@@ -90,6 +104,6 @@ def test_trtllm_on_cpu_says_it_cannot_run_here() -> None:
 
 
 def test_unknown_engine_lists_the_known_ones() -> None:
-    spec = EngineSpec("sglang", "/m", device_kind="cpu")
-    with pytest.raises(EngineStartError, match="no launcher for engine 'sglang' on cpu; known: vllm on cpu"):
+    spec = EngineSpec("mlc", "/m", device_kind="cpu")
+    with pytest.raises(EngineStartError, match="no launcher for engine 'mlc' on cpu; known: vllm on cpu"):
         plan_for(LaunchRequest(spec, (_cpu(0, (0,)),), port=1))

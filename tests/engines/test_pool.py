@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_mgpu.engines import launchers
 from pytest_mgpu.engines.launchers import LaunchRequest
 from pytest_mgpu.engines.pool import EnginePool
 from pytest_mgpu.engines.process import EngineStartError, LaunchPlan, free_port, session_members
+from pytest_mgpu.engines.registry import EngineRegistry
 from pytest_mgpu.engines.spec import EngineSpec
 from pytest_mgpu.hardware.cpu import cpu_topology
 
@@ -52,12 +52,17 @@ def _fake_plan(req: LaunchRequest) -> LaunchPlan:
                       health_url=f"http://{req.host}:{req.port}/health")
 
 
+def _registry() -> EngineRegistry:
+    registry = EngineRegistry()
+    registry.add("fake", "cpu", _fake_plan)
+    return registry
+
+
 @pytest.fixture
-def pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EnginePool]:
-    monkeypatch.setitem(launchers.LAUNCHERS, ("fake", "cpu"), _fake_plan)
+def pool(tmp_path: Path) -> Iterator[EnginePool]:
     topo = cpu_topology(cpus=[0, 1], numa={0: 0, 1: 0})
     devices = _Devices(topo.n_devices)
-    p = EnginePool(topo, devices.acquire, tmp_path, start_timeout_s=30)
+    p = EnginePool(topo, devices.acquire, tmp_path, start_timeout_s=30, registry=_registry())
     yield p
     p.stop_all()
     assert devices.held == set()
@@ -94,15 +99,14 @@ def test_dead_engine_is_replaced(pool: EnginePool) -> None:
     assert any("found dead" in e for e in pool.events)
 
 
-def test_port_taken_before_bind_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(launchers.LAUNCHERS, ("fake", "cpu"), _fake_plan)
+def test_port_taken_before_bind_is_retried(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
         ports = iter([busy, free_port()])
         p = EnginePool(cpu_topology(cpus=[0], numa={0: 0}), _Devices(1).acquire, tmp_path, 30,
-                       pick_port=lambda: next(ports))
+                       pick_port=lambda: next(ports), registry=_registry())
         try:
             server = p.get(_spec())
             assert not server.base_url.endswith(f":{busy}")
@@ -111,14 +115,13 @@ def test_port_taken_before_bind_is_retried(tmp_path: Path, monkeypatch: pytest.M
             p.stop_all()
 
 
-def test_port_always_taken_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(launchers.LAUNCHERS, ("fake", "cpu"), _fake_plan)
+def test_port_always_taken_is_a_clear_error(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         p = EnginePool(cpu_topology(cpus=[0], numa={0: 0}), _Devices(1).acquire, tmp_path, 30,
-                       pick_port=lambda: port)
+                       pick_port=lambda: port, registry=_registry())
         with pytest.raises(EngineStartError, match="Address already in use"):
             p.get(_spec())
         assert p.servers == ()
@@ -129,16 +132,14 @@ def test_more_devices_than_the_machine_has(pool: EnginePool) -> None:
         pool.get(_spec(tp=4, n=4))
 
 
-
-def test_no_engine_starts_while_a_neighbour_measures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_engine_starts_while_a_neighbour_measures(tmp_path: Path) -> None:
     from pytest_mgpu.hardware.leasing import Leaser, LeaseTimeout
 
-    monkeypatch.setitem(launchers.LAUNCHERS, ("fake", "cpu"), _fake_plan)
     topo = cpu_topology(cpus=[0, 1], numa={0: 0, 1: 0})
     devices = _Devices(topo.n_devices)
     ours, neighbour = Leaser(tmp_path / "locks", topo), Leaser(tmp_path / "locks", topo)
     p = EnginePool(topo, devices.acquire, tmp_path, start_timeout_s=30,
-                   quiet=lambda: ours.quiet(measuring=False, timeout_s=0.2))
+                   quiet=lambda: ours.quiet(measuring=False, timeout_s=0.2), registry=_registry())
     try:
         with neighbour.quiet(measuring=True, holder="neighbour::test_bench"):
             with pytest.raises(LeaseTimeout, match=r"quiet enough to start an engine.*neighbour::test_bench"):

@@ -22,15 +22,15 @@ FAKE = Path(__file__).with_name("fake_engine.py")
 
 CONFTEST = f'''
 import sys
-from pytest_mgpu.engines import launchers
-from pytest_mgpu.engines.process import LaunchPlan
+from pytest_mgpu.engines import LaunchPlan
 
 def _fake(req):
     mode = "stubborn" if req.spec.model == "stubborn" else "ok"  # stubborn ignores SIGTERM
     return LaunchPlan(argv=(sys.executable, {str(FAKE)!r}, str(req.port), mode), env={{}},
                       health_url=f"http://{{req.host}}:{{req.port}}/health")
 
-launchers.LAUNCHERS[("fake", "cpu")] = _fake
+def pytest_mgpu_engines(registry):
+    registry.add("fake", "cpu", _fake)
 '''
 
 TESTS = '''

@@ -9,6 +9,7 @@
 # usage: tools/gpu/run_gpu.sh STASH RESULTS      (long: run it detached and poll RESULTS/progress.log)
 # Knobs (tools/gpu/run_multi_gpu.sh sets them for a 2+ GPU host):
 #   MGPU_GPU_PASSES  "1 2" (default) records then gates; "2" only gates against the committed baselines
+#   MGPU_GPU_ENGINE  --mgpu-engine (default vllm; for sglang see tools/gpu/run_round2.sh and docs/engines.md)
 #   MGPU_GPU_SUITE   what pytest runs (default perf_tests/gpu; the whole suite: perf_tests)
 #   MGPU_GPU_PROBE=1 also `topo --probe` (NCCL all-reduce bandwidth per GPU pair)
 #   MGPU_GPU_LEASE_CHECK=1  also tools/gpu/lease_check.py (two pytest processes, SIGKILLed holder)
@@ -47,6 +48,7 @@ plugin=()  # the package is on PYTHONPATH, not installed: load the plugin by mod
 python3 -c "import importlib.metadata as m, sys; sys.exit(any(e.name == 'mgpu' for e in m.entry_points(group='pytest11')))" \
   && plugin=(-p pytest_mgpu.plugin)
 common=("${plugin[@]}" -p no:cacheprovider -ra -s --mgpu-device "${MGPU_DEVICE:-cuda}" --mgpu-model "$model"
+        --mgpu-engine "${MGPU_GPU_ENGINE:-vllm}"
         "--mgpu-engine-args=--load-format dummy" --mgpu-baselines "$repo/baselines" --mgpu-start-timeout 900)
 if [ "${MGPU_GPU_LEASE_CHECK:-0}" = 1 ]; then
   log "lease check"
