@@ -42,7 +42,8 @@ def get_pool(session: MgpuSession, log_dir: Path) -> EnginePool:
         def quiet() -> QuietHold:
             return leaser.quiet(measuring=False, timeout_s=max(timeout_s, QUIET_TIMEOUT_S))
 
-        pool = EnginePool(session.topology, acquire, log_dir, timeout_s, quiet=quiet)
+        pool = EnginePool(session.topology, acquire, log_dir, timeout_s, quiet=quiet,
+                          node_hosts=session.settings.nodes, node_launcher=session.settings.node_launcher)
         session.pool = pool
         atexit.register(pool.stop_all)
     return pool
