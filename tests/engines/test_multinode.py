@@ -38,7 +38,8 @@ def _check_two_nodes(mgpu_engine: EngineFactory, mgpu_bench: BenchRunner, tp: in
     assert head.pid == server.pid and follower.pid is not None
     assert set(head.devices).isdisjoint(follower.devices)  # each node leased its own core group
     # each node binds its own rank to its own core; only the follower is headless
-    assert engine_env(head.pid or 0)["VLLM_CPU_OMP_THREADS_BIND"] != engine_env(follower.pid)["VLLM_CPU_OMP_THREADS_BIND"]
+    binds = [engine_env(pid or 0)["VLLM_CPU_OMP_THREADS_BIND"] for pid in (head.pid, follower.pid)]
+    assert binds[0] != binds[1], binds
     head_argv, follower_argv = _cmdline(head.pid or 0), _cmdline(follower.pid)
     assert "--headless" in follower_argv and "--headless" not in head_argv
     assert follower_argv[follower_argv.index("--node-rank") + 1] == "1"
