@@ -17,8 +17,8 @@ def main(argv: list[str]) -> None:  # pragma: no cover - runs inside the engine 
     from vllm.logger import configure_logging_from_args  # type: ignore[import-not-found,unused-ignore]
     from vllm.utils.argparse_utils import FlexibleArgumentParser  # type: ignore[import-not-found,unused-ignore]
 
-    cli_env_setup()
-    parser = FlexibleArgumentParser(description="vllm serve (started by pytest-mgpu)")
+    cli_env_setup()  # type: ignore[no-untyped-call,unused-ignore]
+    parser = FlexibleArgumentParser(description="vllm serve (started by pytest-mgpu)")  # type: ignore[no-untyped-call,unused-ignore]
     subparsers = parser.add_subparsers(required=True, dest="subparser")
     (cmd,) = serve.cmd_init()
     cmd.subparser_init(subparsers).set_defaults(dispatch_function=cmd.cmd)
