@@ -9,9 +9,10 @@ launcher (`node_launchers`), each in its own process group with its own watchdog
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,6 +152,17 @@ def node_log_path(head_log: Path, rank: int) -> Path:
     return head_log if rank == 0 else head_log.with_name(f"{head_log.stem}-node{rank}{head_log.suffix}")
 
 
+def node_cache_root(env: Mapping[str, str], rank: int) -> Path:
+    """A follower's own vLLM cache when every node shares this machine.
+
+    Each node's first rank is local rank 0, so all nodes write torch.compile's artefacts to
+    the same `rank_0_0` directory and race (seen here: "ImportError: ... .so: file too short").
+    """
+    base = env.get("VLLM_CACHE_ROOT") or os.environ.get("VLLM_CACHE_ROOT")
+    root = Path(base) if base else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vllm"
+    return root / f"pytest-mgpu-node{rank}"
+
+
 def plan_nodes(
     setup: NodeSetup,
     devices: Sequence[int],
@@ -172,6 +184,8 @@ def plan_nodes(
         one = plan_one(share)
         argv = vllm_node_argv(one.argv, nnodes=n, rank=rank, master_addr=setup.master_addr, master_port=master_port)
         env = dict(one.env)
+        if setup.is_local and rank > 0:
+            env["VLLM_CACHE_ROOT"] = str(node_cache_root(env, rank))
         if rank > 0:
             argv, env = wrap_for_node(setup.launcher, host, argv, env, cwd=cwd)
         plans.append(NodePlan(rank, host, share, LaunchPlan(argv=tuple(argv), env=env, health_url=one.health_url,
@@ -207,7 +221,14 @@ class MultiNodeProcess(EngineProcess):
         except BaseException:
             self.stop()
             raise
-        super().start(timeout_s)
+        try:
+            super().start(timeout_s)
+        except EngineStartError as exc:
+            if str(exc).startswith("node "):  # a follower's own failure already shows its log
+                raise
+            tails = "".join(f"\nLast lines of node {n.rank}'s log {n.log_path}:\n{log_tail(n.log_path)}"
+                            for n in self.nodes[1:])
+            raise EngineStartError(f"{exc}{tails}") from None
 
     def check_companions(self) -> None:
         for node, f in zip(self.nodes[1:], self.followers, strict=True):

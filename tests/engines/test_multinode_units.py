@@ -116,6 +116,9 @@ def test_plan_nodes_local_splits_devices_and_logs(tmp_path: Path) -> None:
     assert [p.plan.env["VLLM_CPU_OMP_THREADS_BIND"] for p in plans] == ["0", "1"]
     assert [p.log_path.name for p in plans] == ["engine-01.log", "engine-01-node1.log"]
     assert "--headless" in plans[1].plan.argv and "--headless" not in plans[0].plan.argv
+    # followers on this machine get their own compile cache (every node's first rank is local rank 0)
+    assert "VLLM_CACHE_ROOT" not in plans[0].plan.env
+    assert plans[1].plan.env["VLLM_CACHE_ROOT"].endswith("pytest-mgpu-node1")
 
 
 def test_plan_nodes_remote_uses_the_same_devices_on_each_host(tmp_path: Path) -> None:
