@@ -48,6 +48,7 @@ def _check_two_nodes(mgpu_engine: EngineFactory, mgpu_bench: BenchRunner, tp: in
     assert usage["completion_tokens"] == 8
     result = mgpu_bench(server, TINY, repeats=1)
     assert result.n_devices == 2  # per-device metrics count both nodes' devices
+    assert result.hardware["nodes"] == 2 and result.hardware["node_link"] == "gloo/TCP loopback"
     assert result.output_throughput_per_gpu == pytest.approx(result.output_throughput / 2)
     print(f"\n{server.spec.label()}: started in {server.startup_s:.0f} s, "
           f"{result.output_throughput:.0f} tok/s, {result.output_throughput_per_gpu:.0f} tok/s/device")

@@ -165,6 +165,24 @@ def test_spec_and_server_count_every_node() -> None:
     assert remote.n_devices == 16
 
 
+def test_results_say_how_many_nodes_and_what_links_them() -> None:
+    from types import SimpleNamespace
+
+    from pytest_mgpu.gate.measured import label
+    from pytest_mgpu.hardware.fingerprint import node_facts
+
+    spec = EngineSpec(engine="vllm", model="m", tp=2, n_devices=2, nodes=2)
+    server = EngineServer(spec=spec, base_url="http://x", model_name="m", devices=(0, 1),
+                          nodes=(EngineNode(0, "localhost", (0,)), EngineNode(1, "localhost", (1,))),
+                          node_link="gloo/TCP loopback")
+    facts = node_facts(server)
+    assert facts == {"nodes": 2, "node_link": "gloo/TCP loopback", "node_hosts": ["localhost", "localhost"],
+                     "node_devices": [1, 1]}
+    assert node_facts(EngineServer(spec=spec, base_url="x", model_name="m", devices=(0,))) == {}
+    shown = label(SimpleNamespace(spec=spec.key(), hardware=facts))  # type: ignore[arg-type]
+    assert shown == "vllm tp=2 pp=1 devices=2 nodes=2 over gloo/TCP loopback"
+
+
 def test_nodes_marker_reason() -> None:
     assert judge_nodes(2, (), "local", 2) is None
     assert judge_nodes(3, (), "local", 2) == "requires 3 nodes; the local launcher has 2 devices for nodes"
