@@ -125,7 +125,7 @@ class EnginePool:
         n_local = spec.n_devices if setup is None or setup.is_local else spec.n_devices // spec.nodes
         if n_local > self.topology.n_devices:
             raise EngineStartError(
-                f"{spec.label()} needs {n_local} devices here; this machine has {self.topology.n_devices} "
+                f"{spec.label()} needs {n_local} devices; this machine has {self.topology.n_devices} "
                 f"({self.topology.describe()}). Ask for fewer, or mark the test @pytest.mark.mgpu_gpus("
                 f"{n_local}) so it is skipped where they are missing."
             )
