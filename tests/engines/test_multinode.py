@@ -1,7 +1,8 @@
 """Real vLLM CPU engines over two "nodes" on this box (local launcher, gloo/TCP between them).
 
 One module so the engines share the session's pool; each start costs 1.5-2 minutes here,
-so workloads stay tiny. The SIGKILL and dead-follower cases run in inner pytest processes.
+so workloads stay tiny. The SIGKILL and dead-follower cases run first, in inner pytest processes
+with their own lock directories; the measured engines last, after waiting their turn for the box.
 """
 
 from __future__ import annotations
@@ -52,16 +53,6 @@ def _check_two_nodes(mgpu_engine: EngineFactory, mgpu_bench: BenchRunner, tp: in
     assert result.output_throughput_per_gpu == pytest.approx(result.output_throughput / 2)
     print(f"\n{server.spec.label()}: started in {server.startup_s:.0f} s, "
           f"{result.output_throughput:.0f} tok/s, {result.output_throughput_per_gpu:.0f} tok/s/device")
-
-
-@pytest.mark.mgpu_nodes(2)
-def test_tp2_over_two_nodes_serves_and_is_measured(mgpu_engine: EngineFactory, mgpu_bench: BenchRunner) -> None:
-    _check_two_nodes(mgpu_engine, mgpu_bench, tp=2, pp=1)
-
-
-@pytest.mark.mgpu_nodes(2)
-def test_pp2_over_two_nodes_serves_and_is_measured(mgpu_engine: EngineFactory, mgpu_bench: BenchRunner) -> None:
-    _check_two_nodes(mgpu_engine, mgpu_bench, tp=1, pp=2)
 
 
 def test_bad_node_counts_are_clear(mgpu_engine: EngineFactory) -> None:
@@ -131,3 +122,13 @@ def test_sigkilled_pytest_leaves_no_node_behind(pytester: pytest.Pytester, tmp_p
         time.sleep(0.5)
     left = {p: session_members(p) for p in pids}
     assert not any(left.values()), f"a SIGKILLed pytest left node processes behind: {left}"
+
+
+@pytest.mark.mgpu_nodes(2)
+def test_tp2_over_two_nodes_serves_and_is_measured(mgpu_engine: EngineFactory, mgpu_bench: BenchRunner) -> None:
+    _check_two_nodes(mgpu_engine, mgpu_bench, tp=2, pp=1)
+
+
+@pytest.mark.mgpu_nodes(2)
+def test_pp2_over_two_nodes_serves_and_is_measured(mgpu_engine: EngineFactory, mgpu_bench: BenchRunner) -> None:
+    _check_two_nodes(mgpu_engine, mgpu_bench, tp=1, pp=2)
