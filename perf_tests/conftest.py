@@ -80,10 +80,11 @@ def measure(mgpu_engine: Any, mgpu_bench: Any, mgpu_topology: Any, perf_book: Pe
     def run(config: Any) -> Any:
         if config.id in perf_book.results:
             return perf_book.results[config.id]
-        reason = why_not(config, mgpu_topology.n_devices)
+        reason = why_not(config, mgpu_topology.n_devices, mgpu_topology.kind)
         if reason:
             pytest.skip(reason)
-        server = mgpu_engine(tp=config.tp, pp=config.pp, devices=config.devices)
+        server = mgpu_engine(tp=config.tp, pp=config.pp, devices=config.devices,
+                             nodes=config.nodes if config.nodes > 1 else None)
         result = mgpu_bench(server, perf_workload)
         perf_book.results[config.id] = result
         perf_book.devices[config.id] = server.devices[: config.tp * config.pp]

@@ -24,11 +24,13 @@ class Config:
     tp: int
     pp: int = 1
     devices: Literal["all"] | None = None  # "all": TP=1 with every device visible
+    nodes: int = 1  # the ranks split over this many nodes (local launcher: every node on this box)
 
     @property
     def id(self) -> str:
         base = f"tp{self.tp}" if self.pp == 1 else f"pp{self.pp}xtp{self.tp}"
-        return base + ("-all-visible" if self.devices == "all" else "")
+        base += "-all-visible" if self.devices == "all" else ""
+        return base + (f"-{self.nodes}nodes" if self.nodes > 1 else "")
 
     @property
     def min_devices(self) -> int:
@@ -41,9 +43,12 @@ TP_SIZES = (1, 2, 4, 8)
 SPLIT_SIZES = (8, 4, 2)  # PP x TP splits are compared at the largest of these the box has
 
 # The order engines start in: each configuration once, the all-visible one last (it needs every device).
+# TP2_TWO_NODES: TP=2 as two one-rank "nodes" (vLLM's own multi-node launch, gloo/TCP between them): CPU only,
+# one more engine start; GPU hosts measure multi-node with --mgpu-nodes on real nodes.
+TP2_TWO_NODES = Config(2, nodes=2)
 CONFIGS: tuple[Config, ...] = (
-    TP1, Config(2), Config(1, 2), Config(4), Config(2, 2), Config(1, 4), Config(8), Config(4, 2), Config(2, 4),
-    Config(1, 8), TP1_ALL_VISIBLE,
+    TP1, Config(2), TP2_TWO_NODES, Config(1, 2), Config(4), Config(2, 2), Config(1, 4), Config(8), Config(4, 2),
+    Config(2, 4), Config(1, 8), TP1_ALL_VISIBLE,
 )
 
 # 128 in / 128 out at high concurrency: the memory-bound decode regime of the seeds.
@@ -77,8 +82,10 @@ def pp_splits(n: int) -> tuple[Config, ...]:
     return tuple(Config(n // pp, pp) for pp in (2, 4, 8) if pp <= n and n % pp == 0)
 
 
-def why_not(config: Config, n_devices: int) -> str | None:
+def why_not(config: Config, n_devices: int, kind: str = "cpu") -> str | None:
     """Why this box does not measure `config` (None: it does)."""
+    if config.nodes > 1 and kind != "cpu":
+        return f"{config.id} is the CPU table's two-node check; on GPUs run multi-node tests with --mgpu-nodes"
     if config.min_devices > n_devices:
         return f"{config.id} needs {config.min_devices} devices; this box has {n_devices}"
     if config.pp > 1 and config.tp * config.pp != split_size(n_devices):

@@ -10,11 +10,14 @@ import pytest
 
 from pytest_mgpu import assert_slo, get_session
 
-from .plan import CONFIGS, GATED, TOLERANCES
+from .plan import CONFIGS, GATED, TOLERANCES, Config
 
 
-@pytest.mark.parametrize("config", [pytest.param(c, id=c.id, marks=pytest.mark.mgpu_gpus(c.min_devices))
-                                    for c in CONFIGS])
+def _marks(c: Config) -> list[pytest.MarkDecorator]:
+    return [pytest.mark.mgpu_gpus(c.min_devices), *([pytest.mark.mgpu_nodes(c.nodes)] if c.nodes > 1 else [])]
+
+
+@pytest.mark.parametrize("config", [pytest.param(c, id=c.id, marks=_marks(c)) for c in CONFIGS])
 def test_configuration(config, measure, mgpu_baseline, mgpu_topology, perf_slo, pytestconfig) -> None:
     result = measure(config)  # more than 5% failed requests is an error of mgpu_bench itself
     kind = mgpu_topology.kind

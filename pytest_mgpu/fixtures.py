@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class EngineFactory:
-    """`mgpu_engine(tp=2, pp=1, *, engine=None, model=None, devices=None, extra_args=(), env=None)`."""
+    """`mgpu_engine(tp=2, pp=1, *, nodes=None, engine=None, model=None, devices=None, extra_args=(), env=None)`."""
 
     def __init__(self, session: MgpuSession, request: pytest.FixtureRequest, log_dir: Path) -> None:
         self._session = session
@@ -33,13 +33,15 @@ class EngineFactory:
         tp: int = 2,
         pp: int = 1,
         *,
+        nodes: int | None = None,
         engine: str | None = None,
         model: str | None = None,
         devices: int | Literal["all"] | None = None,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
     ) -> EngineServer:
-        spec = self.spec(tp, pp, engine=engine, model=model, devices=devices, extra_args=extra_args, env=env)
+        spec = self.spec(tp, pp, nodes=nodes, engine=engine, model=model, devices=devices, extra_args=extra_args,
+                         env=env)
         if spec.engine == "external":
             return self._external(spec)
         prefer = _approved_devices(self._request)
@@ -51,6 +53,7 @@ class EngineFactory:
         tp: int = 2,
         pp: int = 1,
         *,
+        nodes: int | None = None,
         engine: str | None = None,
         model: str | None = None,
         devices: int | Literal["all"] | None = None,
@@ -62,6 +65,10 @@ class EngineFactory:
         for name, value in (("tp", tp), ("pp", pp)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"mgpu_engine({name}={value!r}): expected an integer >= 1")
+        if nodes is not None:  # multi-node
+            from pytest_mgpu.engines.multinode import check_nodes
+
+            check_nodes(tp, pp, nodes)
         engine = engine or s.engine
         topo = self._session.topology
         if engine == "external":
@@ -86,12 +93,23 @@ class EngineFactory:
             device_kind=topo.kind,
             extra_args=tuple(s.engine_args) + tuple(extra_args),
             env=tuple(sorted((env or {}).items())),
+            nodes=_nodes_for(nodes, n),
         )
 
     def _external(self, spec: EngineSpec) -> EngineServer:
         from pytest_mgpu.engines.external import connect
 
         return connect(self._session.settings, spec)
+
+
+def _nodes_for(nodes: int | None, n_devices: int) -> int:
+    """Multi-node: the device count (all nodes together) must split evenly too."""
+    if nodes is None or nodes == 1:
+        return 1
+    if n_devices % nodes:
+        raise ValueError(f"mgpu_engine(nodes={nodes}): {n_devices} devices do not split evenly over {nodes} nodes; "
+                         "expected devices= divisible by nodes")
+    return nodes
 
 
 def _approved_devices(request: pytest.FixtureRequest) -> tuple[int, ...] | None:

@@ -74,6 +74,18 @@ def _finding_codes(value: str) -> tuple[str, ...]:
     return parse_fail_on(value)
 
 
+def _hosts(value: str) -> tuple[str, ...]:
+    from pytest_mgpu.engines.node_launchers import parse_hosts
+
+    return parse_hosts(value)
+
+
+def _node_launcher(value: str) -> str:
+    from pytest_mgpu.engines.node_launchers import parse_launcher
+
+    return parse_launcher(value)
+
+
 def _split_args(value: str) -> tuple[str, ...]:
     import shlex
 
@@ -133,6 +145,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("start_timeout", "Seconds an engine may take to become healthy", _positive_float, 600.0, "SECONDS"),
     Option("fail_on", "Finding codes that fail the test instead of only flagging it (comma-separated, or 'none')",
            _finding_codes, (), "CODES"),
+    # multi-node engines (engines/multinode.py)
+    Option("nodes", "Hosts for multi-node engines, comma-separated, head (this machine) first "
+           "(default with the local launcher: every node on this machine)", _hosts, (), "HOST,HOST"),
+    Option("node_launcher", "How non-head nodes are started: local, ssh, slurm, or a template such as "
+           "'ssh {host}' ({cmd}: the remote command as one word)", _node_launcher, "local", "LAUNCHER"),
 )
 
 
@@ -155,6 +172,8 @@ class Settings:
     lock_dir: Path | None
     start_timeout: float
     fail_on: tuple[str, ...] = ()
+    nodes: tuple[str, ...] = ()  # multi-node
+    node_launcher: str = "local"  # multi-node
 
     def describe(self) -> str:
         return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))

@@ -24,8 +24,10 @@ def hardware_facts(session: MgpuSession, server: EngineServer) -> dict[str, Any]
     from pytest_mgpu.hardware.fingerprint import fingerprint
 
     fp = fingerprint(session.topology)
+    from pytest_mgpu.hardware.fingerprint import node_facts
+
     return {"fingerprint": fp.dirname, "label": fp.label, "digest": fp.digest, **fp.facts,
-            "devices_used": [session.topology.devices[i].name for i in server.devices]}
+            "devices_used": [session.topology.devices[i].name for i in server.devices], **node_facts(server)}
 
 
 def next_seed_offset(session: MgpuSession, server: EngineServer) -> int:

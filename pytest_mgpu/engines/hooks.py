@@ -45,7 +45,8 @@ def get_pool(session: MgpuSession, log_dir: Path) -> EnginePool:
         from pytest_mgpu.report.progress import engine_start_progress
 
         pool = EnginePool(session.topology, acquire, log_dir, timeout_s, quiet=quiet, registry=session.engines,
-                          on_wait=engine_start_progress(session.config))
+                          on_wait=engine_start_progress(session.config),
+                          node_hosts=session.settings.nodes, node_launcher=session.settings.node_launcher)
         session.pool = pool
         atexit.register(pool.stop_all)
     return pool

@@ -21,8 +21,11 @@ from pytest_mgpu.engines.drain import nvml_memory_used, wait_drained
 from pytest_mgpu.engines.launchers import LaunchRequest, served_model_name
 from pytest_mgpu.engines.phases import TAIL_BYTES, compile_cache_warm, phase_of, read_tail
 from pytest_mgpu.engines.process import EngineError, EngineProcess, EngineStartError, LaunchPlan, free_port
-from pytest_mgpu.engines.spec import EngineServer, EngineSpec
+from pytest_mgpu.engines.spec import EngineNode, EngineServer, EngineSpec
 from pytest_mgpu.hardware.topology import Device, Topology
+
+if TYPE_CHECKING:
+    from pytest_mgpu.engines.multinode import NodeSetup
 
 PORT_ATTEMPTS = 3
 
@@ -98,6 +101,8 @@ class EnginePool:
         quiet: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
         registry: EngineRegistry | None = None,
         on_wait: Callable[[str, float, str], object] | None = None,
+        node_hosts: tuple[str, ...] = (),  # multi-node: --mgpu-nodes
+        node_launcher: str = "local",  # multi-node: --mgpu-node-launcher
     ) -> None:
         self._on_wait = on_wait  # (engine label, elapsed s, phase) while an engine starts; phase "healthy"/"failed"
         if registry is None:
@@ -106,6 +111,8 @@ class EnginePool:
             registry = builtin_registry()
         self.registry = registry  # which planner starts each engine (the pytest_mgpu_engines hook filled it)
         self.topology = topology
+        self.node_hosts = node_hosts
+        self.node_launcher = node_launcher
         self._quiet = quiet  # held (shared) while an engine starts, so no neighbour measures meanwhile
         self._pick_port = pick_port
         self._acquire = acquire
@@ -143,20 +150,23 @@ class EnginePool:
                 self._stop(lru.server.spec)
 
     def _start(self, spec: EngineSpec, prefer: tuple[int, ...] | None) -> EngineServer:
-        if spec.n_devices > self.topology.n_devices:
+        setup = self._node_setup(spec)  # multi-node; None on one node
+        n_local = spec.n_devices if setup is None or setup.is_local else spec.n_devices // spec.nodes
+        if n_local > self.topology.n_devices:
             raise EngineStartError(
-                f"{spec.label()} needs {spec.n_devices} devices; this machine has {self.topology.n_devices} "
+                f"{spec.label()} needs {n_local} devices; this machine has {self.topology.n_devices} "
                 f"({self.topology.describe()}). Ask for fewer, or mark the test @pytest.mark.mgpu_gpus("
-                f"{spec.n_devices}) so it is skipped where they are missing."
+                f"{n_local}) so it is skipped where they are missing."
             )
-        lease = self._lease(spec.n_devices, prefer)
+        lease = self._lease(n_local, prefer)
         try:
             devices = tuple(self.topology.devices[i] for i in lease.devices)
             idle = _gpu_memory(self.topology, devices)
             self._counter += 1
             log_path = self.log_dir / f"engine-{self._counter:02d}-{spec.engine}-tp{spec.tp}-pp{spec.pp}.log"
             with self._quiet():
-                plan, process = self._spawn(spec, devices, log_path)
+                plan, process = (self._spawn(spec, devices, log_path) if setup is None
+                                 else self._spawn_nodes(spec, setup, lease.devices, log_path))
         except BaseException:
             lease.release()
             raise
@@ -173,6 +183,8 @@ class EnginePool:
             tokenizer_path=spec.model if Path(spec.model).is_dir() else None,
             compile_cache_warm=compile_cache_warm(read_tail(log_path, 4 * TAIL_BYTES)),
         )
+        if setup is not None:  # multi-node
+            server = self._with_nodes(server, setup, process)
         self._running[spec] = _Running(server, process, lease, idle)
         self.events.append(f"started {spec.label()} on devices {lease.devices} in {process.startup_s:.1f} s")
         return server
@@ -199,6 +211,41 @@ class EnginePool:
                     raise EngineStartError(f"engine {spec.engine!r} ({spec.label()}): {exc}") from None
                 self.events.append(f"port {port} was taken before {spec.label()} could bind it; retrying")
         raise AssertionError("unreachable")
+
+    # --- multi-node (engines/multinode.py) ---
+    def _node_setup(self, spec: EngineSpec) -> NodeSetup | None:
+        if spec.nodes == 1:
+            return None
+        from pytest_mgpu.engines.multinode import node_setup
+
+        return node_setup(spec.nodes, self.node_hosts, self.node_launcher)
+
+    def _spawn_nodes(self, spec: EngineSpec, setup: NodeSetup, devices: tuple[int, ...],
+                     log_path: Path) -> tuple[LaunchPlan, EngineProcess]:
+        from pytest_mgpu.engines.multinode import MultiNodeProcess, plan_nodes
+
+        port, master_port = self._pick_port(), self._pick_port()
+
+        def plan_one(share: tuple[int, ...]) -> LaunchPlan:
+            return self.registry.plan(LaunchRequest(spec=spec, devices=tuple(self.topology.devices[i] for i in share),
+                                                    port=port, work_dir=str(log_path.parent)))
+
+        nodes = plan_nodes(setup, devices, plan_one, master_port=master_port, head_log=log_path)
+        process = MultiNodeProcess(nodes)
+        process.start(self.start_timeout_s)
+        return nodes[0].plan, process
+
+    @staticmethod
+    def _with_nodes(server: EngineServer, setup: NodeSetup, process: EngineProcess) -> EngineServer:
+        import dataclasses
+
+        from pytest_mgpu.engines.multinode import MultiNodeProcess, describe_link
+
+        assert isinstance(process, MultiNodeProcess)
+        nodes = tuple(EngineNode(n.rank, n.host, n.devices, n.log_path, pid)
+                      for n, pid in zip(process.nodes, process.pids, strict=True))
+        link = describe_link(server.spec.device_kind, setup, process.log_paths)
+        return dataclasses.replace(server, nodes=nodes, node_link=link)
 
     def _stop(self, spec: EngineSpec) -> None:
         running = self._running.pop(spec)

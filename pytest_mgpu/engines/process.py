@@ -146,11 +146,24 @@ class EngineProcess:
 
         `on_wait(elapsed_s)` runs at every health poll (progress display).
         """
+        t0 = self.spawn()
+        try:
+            self._wait_healthy(t0, timeout_s, on_wait)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.monotonic() - t0
+
+    def spawn(self) -> float:
+        """Start the group and its watchdog without waiting for health (multi-node followers); returns t0."""
+        from pytest_mgpu.redact import redact_args, redact_text, secret_values
+
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.plan.env}
         t0 = time.monotonic()
+        shown = redact_text(" ".join(redact_args(self.plan.argv)), secret_values(self.plan.argv, self.plan.env))
         with open(self.log_path, "ab") as log:
-            log.write(f"$ {' '.join(self.plan.argv)}\n".encode())
+            log.write(f"$ {shown}\n".encode())
             log.flush()
             self._proc = subprocess.Popen(
                 self.plan.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -163,12 +176,13 @@ class EngineProcess:
         except BaseException:
             self.stop()
             raise
-        try:
-            self._wait_healthy(t0, timeout_s, on_wait)
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_s = time.monotonic() - t0
+        return t0
+
+    def exit_code(self) -> int | None:
+        return self._proc.poll() if self._proc is not None else None
+
+    def check_companions(self) -> None:
+        """Raise EngineStartError if a process the engine needs besides its own died (multi-node followers)."""
 
     def _wait_healthy(self, t0: float, timeout_s: float, on_wait: Callable[[float], object] | None = None) -> None:
         assert self._proc is not None
@@ -180,6 +194,7 @@ class EngineProcess:
                     f"expected it to answer {self.plan.health_url}.\n"
                     f"Last lines of its log {self.log_path}:\n{log_tail(self.log_path)}"
                 )
+            self.check_companions()
             if self._healthy():
                 return
             if time.monotonic() - t0 > timeout_s:

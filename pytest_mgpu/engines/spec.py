@@ -23,6 +23,7 @@ class EngineSpec:
     device_kind: str = "cpu"  # "cuda" or "cpu"
     extra_args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    nodes: int = 1  # multi-node (engines/multinode.py): n_devices and tp*pp are split evenly over the nodes
 
     @property
     def world_size(self) -> int:
@@ -38,11 +39,24 @@ class EngineSpec:
             "n_devices": self.n_devices,
             "device_kind": self.device_kind,
             "extra_args": list(self.extra_args),
+            **({"nodes": self.nodes} if self.nodes > 1 else {}),  # multi-node: absent on one node (old keys hold)
         }
 
     def label(self) -> str:
         s = f"{self.engine} tp={self.tp} pp={self.pp} devices={self.n_devices}"
+        s += f" nodes={self.nodes}" if self.nodes > 1 else ""  # multi-node
         return s + (f" {' '.join(self.extra_args)}" if self.extra_args else "")
+
+
+@dataclass(frozen=True)
+class EngineNode:
+    """One node of a multi-node engine: where it ran, on which devices (indices on that host), its log."""
+
+    rank: int
+    host: str
+    devices: tuple[int, ...]
+    log_path: Path | None = None
+    pid: int | None = None  # of the local process (the launcher's, e.g. ssh, for a remote node)
 
 
 @dataclass(frozen=True)
@@ -59,7 +73,10 @@ class EngineServer:
     startup_s: float | None = None
     tokenizer_path: str | None = None  # local tokenizer directory, for exact-length prompts
     compile_cache_warm: bool | None = field(default=None, compare=False)  # from its log (engines/phases.py)
+    nodes: tuple[EngineNode, ...] = ()  # multi-node: every node, head first (empty on one node)
+    node_link: str | None = None  # multi-node: what joins the nodes ("gloo/TCP loopback", "NCCL NET/IB")
 
     @property
     def n_devices(self) -> int:
-        return len(self.devices)
+        """Devices the engine runs on, every node's counted (per-device metrics divide by this)."""
+        return sum(len(n.devices) for n in self.nodes) if self.nodes else len(self.devices)

@@ -42,6 +42,9 @@ def label(result: Measured) -> str:
     spec = result.spec
     text = f"{spec.get('engine', '?')} tp={spec.get('tp', '?')} pp={spec.get('pp', '?')}"
     text += f" devices={spec.get('n_devices', '?')}"
+    if int(spec.get("nodes", 1)) > 1:  # multi-node: how many, and what joins them
+        link = (result.hardware or {}).get("node_link")
+        text += f" nodes={spec['nodes']}" + (f" over {link}" if link else "")
     extra = spec.get("extra_args") or ()
     return text + (" " + " ".join(str(a) for a in extra) if extra else "")
 

@@ -17,9 +17,12 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_mgpu.hardware.topology import LADDER, LinkClass, Topology
+
+if TYPE_CHECKING:
+    from pytest_mgpu.engines.spec import EngineServer
 
 _VENDOR_WORDS = {"NVIDIA", "TESLA", "GEFORCE", "QUADRO", "UNKNOWN"}
 _JOIN_NEXT = {"RTX", "GTX", "TITAN"}
@@ -142,3 +145,16 @@ def fingerprint(topology: Topology) -> Fingerprint:
     facts = facts_of(topology)
     digest = hashlib.sha256(json.dumps(facts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:8]
     return Fingerprint(label=label_of(topology), digest=digest, facts=facts)
+
+
+def node_facts(server: EngineServer) -> dict[str, Any]:
+    """Multi-node engines: how many nodes, where, and what joins them (stored with each result).
+
+    Kept out of the digest: the fingerprint names the head's hardware, and the spec key
+    (which has `nodes`) already keeps multi-node baselines apart from single-node ones.
+    """
+    if not server.nodes:
+        return {}
+    return {"nodes": len(server.nodes), "node_link": server.node_link,
+            "node_hosts": [n.host for n in server.nodes],
+            "node_devices": [len(n.devices) for n in server.nodes]}

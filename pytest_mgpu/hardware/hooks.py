@@ -18,6 +18,8 @@ from pytest_mgpu.hardware.markers import (
     MgpuTopologyWarning,
     Requirement,
     judge,
+    judge_nodes,
+    nodes_required,
     requirement_of,
 )
 from pytest_mgpu.hardware.topology import Topology
@@ -70,18 +72,26 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     from pytest_mgpu.hardware.select import visible_devices
 
     requirements: list[tuple[pytest.Item, Requirement]] = []
+    node_needs: list[tuple[pytest.Item, int]] = []  # mgpu_nodes(n)
     problems: list[str] = []
     for item in items:
         try:
             req = requirement_of(item)
+            n_nodes = nodes_required(item)
         except MarkerError as exc:
             problems.append(str(exc))
             continue
         if req is not None:
             requirements.append((item, req))
+        if n_nodes is not None:
+            node_needs.append((item, n_nodes))
     if problems:
         raise pytest.UsageError("pytest-mgpu: bad marker arguments:\n  " + "\n  ".join(problems))
-    if not requirements or config.option.collectonly:
+    if config.option.collectonly:
+        return
+    if node_needs:
+        _judge_nodes(get_session(config), node_needs)
+    if not requirements:
         return
     topology = _topology(get_session(config))
     among = visible_devices(topology)
@@ -95,6 +105,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             item.add_marker(pytest.mark.skip(reason=verdict.reason))
         elif verdict.action == "xfail":
             item.add_marker(pytest.mark.xfail(reason=verdict.reason, strict=False))
+
+
+def _judge_nodes(session: MgpuSession, needs: list[tuple[pytest.Item, int]]) -> None:
+    s = session.settings
+    n_devices = _topology(session).n_devices
+    for item, n in needs:
+        reason = judge_nodes(n, s.nodes, s.node_launcher, n_devices)
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -26,7 +26,10 @@ MARKER_HELP = (
     f"{TOPOLOGY_MARKER}(min_link='NVLINK', same_numa=False, on_mismatch='skip'): the devices the test "
     "uses must be linked at least this well (NVLINK > PIX > PXB > PHB > NODE > SYS), optionally on one "
     "NUMA node; otherwise skip, xfail or warn.",
+    "mgpu_nodes(n): the test runs a multi-node engine over n nodes; skipped, saying what was found, where "
+    "--mgpu-nodes names fewer (with the local launcher and no --mgpu-nodes: one node per device here).",
 )
+NODES_MARKER = "mgpu_nodes"
 
 Action = Literal["run", "skip", "xfail", "warn"]
 _ACTIONS: dict[str, Action] = {"skip": "skip", "xfail": "xfail", "warn": "warn"}
@@ -144,3 +147,34 @@ def judge(topology: Topology, req: Requirement, among: tuple[int, ...]) -> Verdi
     reason = f"{req.describe()}; found {_found(topology, best, req.same_numa)}"
     action = _ACTIONS[req.on_mismatch]
     return Verdict(action, reason, best if action == "warn" else None)
+
+
+# --- mgpu_nodes(n): multi-node engines (engines/multinode.py) ---
+def nodes_required(item: pytest.Item) -> int | None:
+    """n from the item's `mgpu_nodes(n)` (None without it); raises MarkerError on bad arguments."""
+    mark = item.get_closest_marker(NODES_MARKER)
+    if mark is None:
+        return None
+    where = f"{item.nodeid}: @pytest.mark.{NODES_MARKER}{_call(mark)}"
+    if len(mark.args) + len(mark.kwargs) != 1 or (mark.kwargs and "n" not in mark.kwargs):
+        raise MarkerError(f"{where}: expected exactly one argument, the number of nodes, e.g. "
+                          f"@pytest.mark.{NODES_MARKER}(2)")
+    n = mark.args[0] if mark.args else mark.kwargs["n"]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise MarkerError(f"{where}: n={n!r} is not a number of nodes; expected an integer >= 1")
+    return n
+
+
+def available_nodes(hosts: tuple[str, ...], launcher: str, n_devices: int) -> tuple[int, str]:
+    """How many nodes a multi-node engine can have here, and where that number comes from."""
+    if hosts:
+        return len(hosts), f"--mgpu-nodes names {len(hosts)} ({', '.join(hosts)})"
+    if launcher == "local":
+        return n_devices, f"the local launcher has {n_devices} device{'s' if n_devices != 1 else ''} for nodes"
+    return 1, f"--mgpu-node-launcher {launcher} without --mgpu-nodes names no other node"
+
+
+def judge_nodes(n: int, hosts: tuple[str, ...], launcher: str, n_devices: int) -> str | None:
+    """The skip reason when fewer than n nodes are available, else None."""
+    have, why = available_nodes(hosts, launcher, n_devices)
+    return None if n <= have else f"requires {n} nodes; {why}"
