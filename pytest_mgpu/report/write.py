@@ -74,7 +74,7 @@ def _bench(path: Path, data: list[Row]) -> bool:
 
 
 def _markdown(path: Path, data: list[Row], session: MgpuSession, append: bool) -> bool:
-    text = markdown.render(data, session.warnings)
+    text = markdown.render(data, session.warnings, session.history.trends if session.history else ())
     if append:
         with path.open("a", encoding="utf-8") as fh:
             fh.write(text)
