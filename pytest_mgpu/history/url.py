@@ -42,13 +42,16 @@ class HistoryUrl:
 def mask(url: str) -> str:
     """`postgresql://u:secret@h/db` -> `postgresql://u:***@h/db` (also for `?password=` query parameters)."""
     parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    has_query_password = any(k.lower() == "password" for k, _ in query)
+    if parts.password is None and not has_query_password:
+        return url  # nothing secret: shown exactly as given
     netloc = parts.netloc
     if parts.password is not None:
         userinfo, _, host = netloc.rpartition("@")
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:{MASK}@{host}"
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    if any(k.lower() == "password" for k, _ in query):
+    if has_query_password:
         query = [(k, MASK if k.lower() == "password" else v) for k, v in query]
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, urllib.parse.urlencode(query, safe="*"),
                                     parts.fragment))
