@@ -19,6 +19,28 @@ import pytest
 from pytest_mgpu.engines.launchers import TINY_MODEL
 from pytest_mgpu.testing import Behavior, Script, ScriptedServer
 
+def _load_database_layer() -> None:
+    """Import SQLAlchemy, both drivers and the schema now, before any `pytester` snapshots sys.modules.
+
+    pytester removes modules first imported during a test; SQLAlchemy imported again beside its
+    surviving submodules no longer recognises its own Column objects.
+    """
+    import psycopg  # noqa: F401
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.dialects.postgresql import psycopg as _pg  # noqa: F401
+
+    import pytest_mgpu.history.schema  # noqa: F401
+    import pytest_mgpu.history.store  # noqa: F401
+
+    engine = create_engine("sqlite://")
+    with engine.begin() as conn:
+        pytest_mgpu.history.schema.metadata.create_all(conn)
+        conn.execute(text("SELECT 1"))
+    engine.dispose()
+
+
+_load_database_layer()
+
 PG_BIN = Path(os.environ.get("PYTEST_MGPU_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "postgres"
 
