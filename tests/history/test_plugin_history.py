@@ -147,31 +147,12 @@ def test_history_none_stores_nothing(pytester: pytest.Pytester, scripted: Script
     assert record["verdict"]["history"] == []
 
 
-def test_read_only_directory_is_a_clear_warning(pytester: pytest.Pytester, scripted: ScriptedServer) -> None:
-    """As an unprivileged user (root writes anywhere): the store's directory cannot be created."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-
+def test_unwritable_directory_is_a_clear_warning(pytester: pytest.Pytester, scripted: ScriptedServer) -> None:
+    """/sys refuses new directories even to root (this suite runs as root in CI, where chmod stops nothing)."""
     pytester.makepyfile(test_hist=TEST.format(n=1))
-    ro = pytester.path / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)  # owned by root: read-only for the user below
-    for path in [pytester.path, *pytester.path.rglob("*")]:
-        if path != ro:
-            shutil.chown(path, "postgres")
-    for parent in pytester.path.parents:  # let that user reach its test directory
-        if parent.stat().st_uid == os.geteuid() and str(parent).startswith("/tmp"):
-            parent.chmod(parent.stat().st_mode | 0o711)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path[:1] + [str(Path(__file__).parents[2])]),
-           "HOME": str(pytester.path)}
-    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    proc = subprocess.run([*prefix, sys.executable, "-m", "pytest", *args(scripted, pytester,
-                          f"--mgpu-history=sqlite:///{ro}/sub/h.db")], cwd=pytester.path, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    assert f"run history: could not open the history store sqlite:///{ro}/sub/h.db: cannot create {ro}/sub" in out
-    assert "make " in out and "writable" in out
+    where = "/sys/pytest-mgpu-history"
+    result = pytester.runpytest_subprocess(*args(scripted, pytester, f"--mgpu-history=sqlite:///{where}/h.db"))
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*run history: could not open the history store sqlite:///{where}/h.db: "
+                                 f"cannot create {where}*make {where}/h.db writable*"])
     assert len(report(pytester)["records"]) == 1  # type: ignore[arg-type]
