@@ -19,6 +19,7 @@ import pytest
 from pytest_mgpu.engines.launchers import TINY_MODEL
 from pytest_mgpu.testing import Behavior, Script, ScriptedServer
 
+
 def _load_database_layer() -> None:
     """Import SQLAlchemy, both drivers and the schema now, before any `pytester` snapshots sys.modules.
 
@@ -29,8 +30,8 @@ def _load_database_layer() -> None:
     from sqlalchemy import create_engine, text
     from sqlalchemy.dialects.postgresql import psycopg as _pg  # noqa: F401
 
-    import pytest_mgpu.history.schema  # noqa: F401
-    import pytest_mgpu.history.store  # noqa: F401
+    import pytest_mgpu.history.schema
+    import pytest_mgpu.history.store
 
     engine = create_engine("sqlite://")
     with engine.begin() as conn:
