@@ -1,7 +1,9 @@
-"""History hooks: at session end, append this process's measurements (and verdicts) to the store.
+"""History hooks: after each test, append its measurements (and verdicts) to the store.
 
-Each process writes its own rows: an xdist worker before it hands its records to the controller,
-a plain run before the reports are written. The controller of an xdist run writes nothing (its
+Appending per test means a later test in the same session (a node id repeated with
+--keep-duplicates, say) is judged against the runs before it. Each process writes its own rows
+(an xdist worker, or a plain run); whatever a test left unstored is appended at session end.
+The controller of an xdist run writes nothing (its
 records are the workers', already stored) but reads the trends for the Markdown summary. A store
 that fails is a warning in the summary and the JSON report; the measurements are not lost there.
 """
@@ -9,6 +11,7 @@ that fails is a warning in the summary and the JSON report; the measurements are
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Generator
 
 import pytest
 
@@ -20,6 +23,17 @@ TREND_RUNS = 8
 def _distributing(config: pytest.Config) -> bool:
     """This is the controller of an xdist run (the workers measure and write)."""
     return config.pluginmanager.get_plugin("dsession") is not None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    try:
+        return (yield)
+    finally:
+        mgpu: MgpuSession | None = item.config.stash.get(SESSION_KEY, None)
+        if mgpu is not None and any(r.nodeid == item.nodeid for r in mgpu.records) \
+                and not _distributing(item.config):
+            append_records(mgpu)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -46,22 +60,26 @@ def append_records(mgpu: MgpuSession) -> None:
         return
     store = state.store()
     if store is None:
-        _warn(mgpu, f"run history: {state.error}; this run's {len(mgpu.records)} measurement(s) were not stored "
-                    "(they are in the report)")
+        _warn(mgpu, f"run history: {state.error}; this run's measurements were not stored (they are in the report)")
         return
-    run = run_info(mgpu.config.rootpath)
+    pending = [r for r in mgpu.records if id(r) not in state.stored]
+    if not pending:
+        return
+    if state.run is None:
+        state.run = run_info(mgpu.config.rootpath)
     rows = []
-    for r in mgpu.records:
+    for r in pending:
         try:
             rows.append(row_from_result(r.nodeid, r.result, r.verdict.to_json() if r.verdict else None))
         except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a test's own record of another shape
             _warn(mgpu, f"run history: {r.nodeid}: its measurement cannot be stored ({type(exc).__name__}: {exc})")
     try:
-        store.append(dataclasses.replace(run, finished_utc=utc_now()), rows)
+        store.append(dataclasses.replace(state.run, finished_utc=utc_now()), rows)
     except HistoryError as exc:
         state.error = str(exc)
-        _warn(mgpu, f"run history: {exc}; this run's {len(rows)} measurement(s) were not stored "
-                    "(they are in the report)")
+        _warn(mgpu, f"run history: {exc}; this run's measurements were not stored (they are in the report)")
+        return
+    state.stored.update(id(r) for r in pending)
 
 
 def read_trends(mgpu: MgpuSession) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from pytest_mgpu.history.url import HistoryUrl, default, parse
 
 if TYPE_CHECKING:
+    from pytest_mgpu.history.rows import RunInfo
     from pytest_mgpu.history.store import HistoryStore
 
 
@@ -30,6 +31,8 @@ class HistoryState:
     url: HistoryUrl | None  # None: --mgpu-history none
     error: str | None = None  # the first failure; later uses do not retry a dead store
     trends: list[Trend] = field(default_factory=list)
+    run: RunInfo | None = None  # this session's run row, made on the first append
+    stored: set[int] = field(default_factory=set)  # id() of the session records already appended
     _store: HistoryStore | None = None
 
     @classmethod
