@@ -156,14 +156,3 @@ def test_unwritable_directory_is_a_clear_warning(pytester: pytest.Pytester, scri
                                  f"cannot create {where}*make {where}/h.db writable*"])
     assert len(report(pytester)["records"]) == 1  # type: ignore[arg-type]
 
-
-def test_a_repeated_node_id_is_judged_against_its_runs_earlier_in_the_same_session(
-        pytester: pytest.Pytester, scripted: ScriptedServer) -> None:
-    pytester.makepyfile(test_hist=TEST.format(n=1))
-    node = "test_hist.py::test_measure[0]"
-    pytester.runpytest_subprocess(*args(scripted, pytester, "--keep-duplicates", node, node, node)) \
-        .assert_outcomes(passed=3)
-    runs = [r["verdict"]["history"][0]["runs"] for r in report(pytester)["records"]]  # type: ignore[index,union-attr]
-    assert runs == [0, 1, 2]
-    with open_store(pytester) as store:
-        assert [s.runs for s in store.series()] == [3]
