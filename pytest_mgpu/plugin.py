@@ -18,6 +18,7 @@ from pytest_mgpu.session import SESSION_KEY, MgpuSession
 _HOOK_MODULES = (
     ("pytest_mgpu.hardware.hooks", "mgpu-hardware"),
     ("pytest_mgpu.engines.hooks", "mgpu-engines"),
+    ("pytest_mgpu.history.hooks", "mgpu-history"),
     ("pytest_mgpu.report.hooks", "mgpu-report"),
 )
 

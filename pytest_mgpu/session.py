@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from pytest_mgpu.gate.compare import Verdict
     from pytest_mgpu.hardware.leasing import Leaser
     from pytest_mgpu.hardware.topology import Topology
+    from pytest_mgpu.history.state import HistoryState
 
 
 @dataclass
@@ -43,6 +44,7 @@ class MgpuSession:
     engine_timings: list[EngineTiming] = field(default_factory=list)  # kept after the pool is gone
     engine_events: list[str] = field(default_factory=list)
     bench_runs: dict[str, int] = field(default_factory=dict)  # base_url -> measurements so far on that engine
+    history: HistoryState | None = None  # history.gate.get_history: the run-history store, opened on first use
 
     @property
     def topology(self) -> Topology:

@@ -92,6 +92,13 @@ def _split_args(value: str) -> tuple[str, ...]:
     return tuple(shlex.split(value))
 
 
+def _history_url(value: str) -> str:
+    from pytest_mgpu.history.url import parse
+
+    parse(value, Path("."))  # HistoryUrlError is a ValueError that says what is expected
+    return value
+
+
 @dataclass(frozen=True)
 class Option:
     name: str  # settings field; CLI --mgpu-<name with dashes>, ini mgpu_<name>, env PYTEST_MGPU_<NAME>
@@ -100,6 +107,14 @@ class Option:
     default: Any
     metavar: str | None = None
     flag: bool = False  # store_true on the command line
+    masked: bool = False  # the value may hold a password: error messages show it masked
+
+    def shown(self, raw: Any) -> str:
+        if self.masked:
+            from pytest_mgpu.history.url import mask
+
+            return repr(mask(str(raw)))
+        return repr(raw)
 
     @property
     def cli(self) -> str:
@@ -143,6 +158,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("lock_dir", "Directory of per-device lock files shared by every pytest process on this machine",
            Path, None, "DIR"),
     Option("start_timeout", "Seconds an engine may take to become healthy", _positive_float, 600.0, "SECONDS"),
+    Option("history", "Run history store: sqlite:///PATH (default .pytest-mgpu/history.db under the rootdir), "
+           "postgresql://USER@HOST:PORT/DB, or none", _history_url, None, "URL", masked=True),
     Option("fail_on", "Finding codes that fail the test instead of only flagging it (comma-separated, or 'none')",
            _finding_codes, (), "CODES"),
     # multi-node engines (engines/multinode.py)
@@ -174,6 +191,7 @@ class Settings:
     fail_on: tuple[str, ...] = ()
     nodes: tuple[str, ...] = ()  # multi-node
     node_launcher: str = "local"  # multi-node
+    history: str | None = None  # resolved against the rootdir by pytest_mgpu.history.gate.get_history
 
     def describe(self) -> str:
         return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
@@ -214,7 +232,7 @@ def resolve(config: pytest.Config) -> Settings:
         try:
             values[opt.name] = opt.parse(str(raw))
         except ValueError as exc:
-            raise pytest.UsageError(f"pytest-mgpu: invalid value {raw!r} for {where}: {exc}") from None
+            raise pytest.UsageError(f"pytest-mgpu: invalid value {opt.shown(raw)} for {where}: {exc}") from None
     settings = Settings(**values)
     _check_combinations(settings)
     return settings

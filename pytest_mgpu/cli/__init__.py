@@ -15,13 +15,15 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "topo": "pytest_mgpu.cli.topo",
     "bench": "pytest_mgpu.cli.bench",
+    "history": "pytest_mgpu.cli.history",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pytest_mgpu",
-        description="pytest-mgpu tools: inspect this machine's devices, drive a load outside pytest.",
+        description="pytest-mgpu tools: inspect this machine's devices, drive a load outside pytest, "
+        "read the run history.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMANDS.values():

@@ -9,6 +9,11 @@ A metric's verdict:
 - `new`: nothing to compare with (no baseline, or no finite samples on a side).
 A check's verdict is the worst of its metrics' (regression > noise > improvement > pass),
 `new` when there was no baseline entry, `recorded` under --mgpu-update-baselines.
+
+Beside the pinned baseline, each metric is also compared with the series' recent history
+(`HistoryVerdict`, from `pytest_mgpu.history.gate`). Either comparison can fail the test: a
+regression against the pinned baseline, or a change beyond the metric's own noise band with
+enough history (`combine`). Too little history only says so.
 """
 
 from __future__ import annotations
@@ -89,6 +94,33 @@ class MetricVerdict:
 
 
 @dataclass(frozen=True)
+class HistoryVerdict:
+    """One metric against the series' recent runs (see pytest_mgpu.history.noise for the rule)."""
+
+    metric: str
+    enough: bool  # enough runs for the noise-aware rule
+    runs: int  # earlier runs used
+    need: int  # runs the rule needs
+    center: float | None  # the recent runs' typical median
+    band_rel: float | None  # the noise band, relative (0.02 = ±2%)
+    change_rel: float | None  # now vs center, raw relative change
+    regressed: bool  # beyond the band the bad way, with enough history
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "enough": self.enough, "runs": self.runs, "need": self.need,
+                "center": _num(self.center), "band_rel": _num(self.band_rel), "change_rel": _num(self.change_rel),
+                "regressed": self.regressed, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> HistoryVerdict:
+        return cls(metric=str(data["metric"]), enough=bool(data["enough"]), runs=int(data["runs"]),
+                   need=int(data["need"]), center=_unnum(data.get("center")), band_rel=_unnum(data.get("band_rel")),
+                   change_rel=_unnum(data.get("change_rel")), regressed=bool(data["regressed"]),
+                   reason=str(data.get("reason", "")))
+
+
+@dataclass(frozen=True)
 class Verdict:
     """What `mgpu_baseline.check` concluded for one result."""
 
@@ -99,10 +131,15 @@ class Verdict:
     baseline_path: str | None = None
     version_changes: tuple[str, ...] = ()  # "vllm 0.31.0 -> 0.32.0"
     notes: tuple[str, ...] = field(default=())
+    history: tuple[HistoryVerdict, ...] = ()  # the same metrics against recent history
 
     @property
     def failed(self) -> bool:
         return self.outcome.failed
+
+    @property
+    def history_regressed(self) -> tuple[HistoryVerdict, ...]:
+        return tuple(h for h in self.history if h.regressed)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +150,7 @@ class Verdict:
             "baseline_path": self.baseline_path,
             "version_changes": list(self.version_changes),
             "notes": list(self.notes),
+            "history": [h.to_json() for h in self.history],
         }
 
     @classmethod
@@ -121,7 +159,8 @@ class Verdict:
         return cls(outcome=Outcome(data["outcome"]), label=str(data["label"]), fingerprint=str(data["fingerprint"]),
                    metrics=tuple(MetricVerdict.from_json(m) for m in data.get("metrics", ())),
                    baseline_path=data.get("baseline_path"),
-                   version_changes=tuple(data.get("version_changes", ())), notes=tuple(data.get("notes", ())))
+                   version_changes=tuple(data.get("version_changes", ())), notes=tuple(data.get("notes", ())),
+                   history=tuple(HistoryVerdict.from_json(h) for h in data.get("history", ())))
 
 
 def _unnum(x: Any) -> float | None:
@@ -213,3 +252,26 @@ def notes_for(outcome: Outcome) -> tuple[str, ...]:
         return ("moved beyond tolerance the bad way, but the samples overlap (not significant): "
                 "re-run, or raise --mgpu-repeats",)
     return ()
+
+
+def combine(pinned: Outcome, history: Iterable[HistoryVerdict]) -> Outcome:
+    """The check's outcome: the pinned one, made a regression when history (with enough runs) says so."""
+    if pinned is not Outcome.RECORDED and any(h.regressed for h in history):
+        return Outcome.REGRESSION
+    return pinned
+
+
+def history_notes(history: Iterable[HistoryVerdict]) -> tuple[str, ...]:
+    regressed = [h for h in history if h.regressed]
+    if not regressed:
+        return ()
+    moved = ", ".join(f"{h.metric} {_pct(h.change_rel)} (band ±{_pct(h.band_rel, signed=False)}, {h.runs} runs)"
+                      for h in regressed)
+    return (f"regressed vs history: {moved}; if the change is intended, it becomes the new normal after "
+            "a few runs (or prune the series with `python -m pytest_mgpu history prune`)",)
+
+
+def _pct(x: float | None, signed: bool = True) -> str:
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"{x * 100:+.1f}%" if signed else f"{x * 100:.1f}%"

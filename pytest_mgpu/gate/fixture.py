@@ -10,7 +10,7 @@ import pytest
 
 from pytest_mgpu import metrics as _metrics
 from pytest_mgpu.gate import compare
-from pytest_mgpu.gate.compare import MetricVerdict, Outcome, Verdict
+from pytest_mgpu.gate.compare import HistoryVerdict, MetricVerdict, Outcome, Verdict
 from pytest_mgpu.gate.measured import Measured, fingerprint, label
 from pytest_mgpu.gate.store import BaselineStore, Entry, entry_from_result, relative_test_path
 from pytest_mgpu.gate.table import verdict_table
@@ -60,22 +60,35 @@ class BaselineChecker:
             return compare.compare_entries(against or empty, entry, names, tolerances)
 
         changes = compare.version_changes(baseline.versions, entry.versions) if baseline else ()
+        history, history_error = self._history(result, names)
+        history_note = (f"history: unavailable ({history_error})",) if history_error else ()
         if settings.update_baselines:
             self.store.record(path, result.hardware, entry)
             verdict = Verdict(Outcome.RECORDED, label(result), fingerprint(result), rows(baseline), shown,
-                              changes, (f"recorded as the baseline in {shown}",))
+                              changes, (f"recorded as the baseline in {shown}", *history_note), history)
             self._remember(result, verdict)
             return verdict
         if baseline is None:
-            return self._missing(result, rows(None), shown)
+            return self._missing(result, rows(None), shown, history, history_note)
         measured = rows(baseline)
-        outcome = compare.overall(m.outcome for m in measured)
+        pinned = compare.overall(m.outcome for m in measured)
+        outcome = compare.combine(pinned, history)
         verdict = Verdict(outcome, label(result), fingerprint(result), measured, shown, changes,
-                          compare.notes_for(outcome) + _findings_note(result))
+                          compare.notes_for(pinned) + compare.history_notes(history) + history_note
+                          + _findings_note(result), history)
         self._remember(result, verdict)
         if verdict.failed:
             pytest.fail(verdict_table(verdict), pytrace=False)
         return verdict
+
+    def _history(self, result: Measured, names: tuple[str, ...]) -> tuple[tuple[HistoryVerdict, ...], str | None]:
+        """The comparison with recent history; a store that fails is reported once, never fails the test."""
+        from pytest_mgpu.history.gate import history_verdicts
+
+        history, error = history_verdicts(self.session, self.nodeid, result, names)
+        if error and not any(error in w for w in self.session.warnings):
+            self.session.warnings.append(f"run history: {error}")
+        return history, error
 
     def _metric_names(self, result: Measured, metrics: Iterable[str] | None) -> tuple[str, ...]:
         names = tuple(_metrics.gated_metrics() if metrics is None else metrics)
@@ -90,13 +103,18 @@ class BaselineChecker:
             raise ValueError("check(metrics=...) named no metrics; leave it out to check the gated ones")
         return names
 
-    def _missing(self, result: Measured, rows: tuple[MetricVerdict, ...], shown: str) -> Verdict:
+    def _missing(self, result: Measured, rows: tuple[MetricVerdict, ...], shown: str,
+                 history: tuple[HistoryVerdict, ...], history_note: tuple[str, ...]) -> Verdict:
         __tracebackhide__ = True
         policy = self.session.settings.missing_baseline
         message = (f"no baseline for {label(result)} on {fingerprint(result)} ({shown}); "
                    "record one with --mgpu-update-baselines")
-        verdict = Verdict(Outcome.NEW, label(result), fingerprint(result), rows, shown, (), (message,))
+        outcome = compare.combine(Outcome.NEW, history)
+        verdict = Verdict(outcome, label(result), fingerprint(result), rows, shown, (),
+                          (message, *compare.history_notes(history), *history_note), history)
         self._remember(result, verdict)
+        if verdict.failed:  # no pinned baseline, but enough history that says this run regressed
+            pytest.fail(verdict_table(verdict), pytrace=False)
         if policy == "skip":
             pytest.skip(message)
         if policy == "fail":

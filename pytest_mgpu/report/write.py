@@ -87,7 +87,8 @@ def _bench(path: Path, data: list[Row]) -> bool:
 
 
 def _markdown(path: Path, data: list[Row], session: MgpuSession, append: bool) -> bool:
-    text = markdown.render(data, session.warnings) + _engines_markdown(session)
+    trends = session.history.trends if session.history else ()
+    text = markdown.render(data, session.warnings, trends) + _engines_markdown(session)
     if append:
         with path.open("a", encoding="utf-8") as fh:
             fh.write(text)
