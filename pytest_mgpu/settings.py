@@ -124,6 +124,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("lock_dir", "Directory of per-device lock files shared by every pytest process on this machine",
            Path, None, "DIR"),
     Option("start_timeout", "Seconds an engine may take to become healthy", _positive_float, 600.0, "SECONDS"),
+    Option("request_timeout", "Seconds one request may take before it counts as failed; a measurement's "
+           "deadline is derived from it and the workload (see docs/deadlines.md)", _positive_float, 300.0,
+           "SECONDS"),
     Option("fail_on", "Finding codes that fail the test instead of only flagging it (comma-separated, or 'none')",
            _finding_codes, (), "CODES"),
 )
@@ -147,6 +150,7 @@ class Settings:
     topology_file: Path | None
     lock_dir: Path | None
     start_timeout: float
+    request_timeout: float = 300.0
     fail_on: tuple[str, ...] = ()
 
     def describe(self) -> str:
