@@ -279,7 +279,7 @@ class BaselineStore:
         """The file's contents (migrated), None when it does not exist."""
         try:
             text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # nothing recorded there (a writer says why it cannot)
             return None
         except (OSError, UnicodeDecodeError) as exc:
             raise BaselineError(path, f"cannot be read ({exc})") from None
