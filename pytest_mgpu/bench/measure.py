@@ -67,6 +67,9 @@ def measure(session: MgpuSession, server: EngineServer, workload: Workload, *, r
                      "or starting engines")
     record = Record(nodeid, result, notes=notes)
     session.records.append(record)
+    from pytest_mgpu.report.xdist import spool
+
+    spool(session)  # under xdist: on disk at once, so a worker that crashes later loses nothing
     return record
 
 

@@ -123,12 +123,16 @@ class BaselineChecker:
 
     def _remember(self, result: Measured, verdict: Verdict) -> None:
         """Attach the verdict to the fixture layer's record of this result, or add a record."""
+        from pytest_mgpu.report.xdist import spool
+
         for record in self.session.records:
             if record.nodeid == self.nodeid and record.result is result and record.verdict is None:
                 record.verdict = verdict
-                return
-        # The reports read a BenchResult; any other Measured (a test's own record) is kept as it is.
-        self.session.records.append(Record(self.nodeid, cast("BenchResult", result), verdict))
+                break
+        else:
+            # The reports read a BenchResult; any other Measured (a test's own record) is kept as it is.
+            self.session.records.append(Record(self.nodeid, cast("BenchResult", result), verdict))
+        spool(self.session)
 
 
 def _findings_note(result: Measured) -> tuple[str, ...]:
