@@ -205,7 +205,8 @@ def parse(path: Path, text: str) -> BaselineFile:
         raise BaselineError(path, f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     except RecursionError:
         raise BaselineError(path, "is JSON nested too deeply to be a baseline file",
-                            "move it out of the baselines directory, or delete it and re-record with --mgpu-update-baselines") from None
+                            "move it out of the baselines directory, or delete it and re-record with "
+                            "--mgpu-update-baselines") from None
     version_field = data.get("schema_version") if isinstance(data, dict) else None
     if not isinstance(version_field, int) or isinstance(version_field, bool):
         raise BaselineError(
