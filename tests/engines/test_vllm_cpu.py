@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -76,9 +77,12 @@ def test_engine_process_dying_mid_measurement_ends_it_within_seconds(
     """Kill one non-leader process of the engine's group while requests run: the liveness watch names it."""
     server = mgpu_engine(tp=1)
     assert server.pid is not None
-    victims = [p for p in survivors(server.pid) if p != server.pid]
+    members = {p: _cmdline(p) for p in survivors(server.pid) if p != server.pid}
+    # the rank's worker if it has a process of its own, else the engine core (never a helper like resource_tracker)
+    victims = sorted(members, key=lambda p: ("Worker" not in members[p], "EngineCore" not in members[p]))
     assert victims, f"expected the API server to have child processes, found {survivors(server.pid)}"
     victim = victims[0]
+    assert "VLLM" in members[victim] or "EngineCore" in members[victim], members
     killed_at: list[float] = []
 
     def kill_when_busy() -> None:
@@ -107,6 +111,13 @@ def test_engine_process_dying_mid_measurement_ends_it_within_seconds(
     assert took < 60, f"the measurement took {took:.0f} s to notice a dead engine process"  # correctness bound
     assert f"pid {victim}" in msg
     assert "Last lines of its log" in msg
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _requests_running(base_url: str) -> float:
