@@ -229,8 +229,9 @@ async def _bench(url: str, warm: Sequence[Prepared], plans: Sequence[Sequence[Pr
                 warmed = await drive(session, url, warm, [0.0] * len(warm), None, timeout_s)
                 if not any(r.success for r in warmed.records):
                     raise BenchError(
-                        f"every warm-up request to {url} failed, so the workload was not run; "
-                        "check the errors below and the engine's log",
+                        f"every warm-up request to {url} failed, so the workload was not run (each request "
+                        f"may take {timeout_s:g} s: --mgpu-request-timeout); check the errors below and the "
+                        "engine's log",
                         errors=_distinct_errors(warmed.records), failed=len(warm), total=len(warm))
             for r, plan in enumerate(plans):
                 offsets = arrival_offsets_s(len(plan), w.request_rate, w.burstiness, w.seed + r)

@@ -26,7 +26,7 @@ def test_a_stalled_server_fails_at_the_request_timeout_naming_it(server: Scripte
     took = time.monotonic() - t0
     assert took < 20, f"a stalled server took {took:.1f} s to fail with a 2 s request timeout"
     assert "timed out after 2 s" in str(err.value)
-    assert "warm-up" in str(err.value)
+    assert "warm-up" in str(err.value) and "--mgpu-request-timeout" in str(err.value)
 
 
 def test_a_broken_first_repeat_stops_the_measurement(server: ScriptedServer, tok_path: str) -> None:
