@@ -194,6 +194,11 @@ async def _bounded(bench: Coroutine[Any, Any, list[RunRecords]], url: str, deadl
     try:
         done, _ = await asyncio.wait(tasks, timeout=deadline_s, return_when=asyncio.FIRST_COMPLETED)
         if work in done:
+            exc = work.exception()
+            if isinstance(exc, BenchError) and liveness is not None:
+                reason = await asyncio.to_thread(liveness)  # a dead engine process explains failed requests
+                if reason is not None:
+                    raise BenchError(f"measurement against {url} stopped: {reason}\nThe requests failed: {exc}")
             return work.result()
         if watch is not None and watch in done:
             raise BenchError(f"measurement against {url} stopped: {watch.result()}")

@@ -76,3 +76,12 @@ def test_the_deadline_is_derived_from_waves_repeats_and_the_request_timeout() ->
 def test_a_bad_request_timeout_is_refused(server: ScriptedServer, tok_path: str) -> None:
     with pytest.raises(ValueError, match="request_timeout_s"):
         run_bench(server.engine_server(tokenizer_path=tok_path), Workload(num_prompts=1), request_timeout_s=0)
+
+
+def test_failed_requests_from_a_dead_engine_name_the_dead_process(server: ScriptedServer, tok_path: str) -> None:
+    """The engine answers errors at once when a worker dies: the failure still names the dead process."""
+    server.set_script(Script(Behavior(status=500, error_message="EngineCore encountered an issue")))
+    with pytest.raises(BenchError) as err:
+        run_bench(server.engine_server(tokenizer_path=tok_path), Workload(input_len=8, output_len=4, num_prompts=4),
+                  liveness=lambda: "pid 4242 (VLLM::Worker) died")
+    assert "pid 4242 (VLLM::Worker) died" in str(err.value)
