@@ -47,6 +47,13 @@ def pytest_configure(config: pytest.Config) -> None:
     session.engines = EngineRegistry()
     config.hook.pytest_mgpu_engines(registry=session.engines)
     session.engines.check_name(session.settings.engine)
+    if session.settings.topology_file is not None:  # a file is cheap to read: a bad one is a usage error now
+        from pytest_mgpu.hardware import HardwareError
+
+        try:
+            session.topology  # noqa: B018 (read once, here, so a bad file stops the run before collection)
+        except HardwareError as exc:
+            raise pytest.UsageError(f"pytest-mgpu: --mgpu-topology-file: {exc}") from None
     for module_name, plugin_name in _HOOK_MODULES:
         try:
             module = importlib.import_module(module_name)

@@ -160,6 +160,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("start_timeout", "Seconds an engine may take to become healthy", _positive_float, 600.0, "SECONDS"),
     Option("history", "Run history store: sqlite:///PATH (default .pytest-mgpu/history.db under the rootdir), "
            "postgresql://USER@HOST:PORT/DB, or none", _history_url, None, "URL", masked=True),
+    Option("request_timeout", "Seconds one request may take before it counts as failed; a measurement's "
+           "deadline is derived from it and the workload (see docs/deadlines.md)", _positive_float, 300.0,
+           "SECONDS"),
     Option("fail_on", "Finding codes that fail the test instead of only flagging it (comma-separated, or 'none')",
            _finding_codes, (), "CODES"),
     # multi-node engines (engines/multinode.py)
@@ -188,6 +191,7 @@ class Settings:
     topology_file: Path | None
     lock_dir: Path | None
     start_timeout: float
+    request_timeout: float = 300.0
     fail_on: tuple[str, ...] = ()
     nodes: tuple[str, ...] = ()  # multi-node
     node_launcher: str = "local"  # multi-node

@@ -266,12 +266,18 @@ def _jsonl(w: Workload, seed: int, n: int, tok: Tokenizer | None) -> list[Sample
 def _check_sharegpt(w: Workload) -> list[str]:
     if not w.dataset_path:
         return ["dataset 'sharegpt' needs dataset_path, the ShareGPT JSON file"]
+    if not Path(w.dataset_path).is_file():
+        return [f"dataset_path {w.dataset_path!r} is not a file (the ShareGPT JSON file was expected there; "
+                f"working directory {Path.cwd()})"]
     return []
 
 
 def _check_jsonl(w: Workload) -> list[str]:
     if w.dataset_path is not None:
         return [f"a JSONL dataset is its own path; dataset_path must be None (got {w.dataset_path!r})"]
+    if not Path(w.dataset).is_file():
+        return [f"dataset {w.dataset!r} is not a file (a JSONL file of {{\"prompt\": ..., \"output_tokens\": ...}} "
+                f"lines was expected there; working directory {Path.cwd()})"]
     return []
 
 

@@ -12,6 +12,8 @@ from pytest_mgpu.engines.hooks import QUIET_TIMEOUT_S, get_leaser
 from pytest_mgpu.session import MgpuSession, Record
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pytest_mgpu.bench.workload import Workload
     from pytest_mgpu.engines.spec import EngineServer
 
@@ -54,7 +56,9 @@ def measure(session: MgpuSession, server: EngineServer, workload: Workload, *, r
         sampler = start_telemetry(session.topology, server)  # telemetry over the measurement window
         try:
             result = run_bench(server, workload, repeats=repeats, hardware=hardware, seed_offset=offset,
-                               progress=measurement_progress(session.config, server.spec.label()))
+                               progress=measurement_progress(session.config, server.spec.label()),
+                               request_timeout_s=session.settings.request_timeout,
+                               liveness=liveness_of(session, server))
         except Exception as exc:
             raise explain_engine_death(session, server, exc) from exc
         finally:
@@ -67,7 +71,20 @@ def measure(session: MgpuSession, server: EngineServer, workload: Workload, *, r
                      "or starting engines")
     record = Record(nodeid, result, notes=notes)
     session.records.append(record)
+    from pytest_mgpu.report.xdist import spool
+
+    spool(session)  # under xdist: on disk at once, so a worker that crashes later loses nothing
     return record
+
+
+def liveness_of(session: MgpuSession, server: EngineServer) -> Callable[[], str | None] | None:
+    """A watch over every process of the engine's group (None for an engine this session did not start)."""
+    from pytest_mgpu.bench.liveness import GroupWatch
+
+    process = session.pool.process_of(server) if session.pool is not None else None
+    if process is None or process.pid is None:
+        return None
+    return GroupWatch.start(server.spec.label(), process.pid, server.log_path).check
 
 
 def explain_engine_death(session: MgpuSession, server: EngineServer, exc: Exception) -> Exception:

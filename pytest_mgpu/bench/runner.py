@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import math
 import threading
 import urllib.request
 import uuid
@@ -31,6 +32,23 @@ from pytest_mgpu.engines.spec import EngineServer, EngineSpec
 
 _T = TypeVar("_T")
 _WARMUP_SEED_OFFSET = 1_000_003  # warm-up prompts differ from every repeat's (no prefix-cache hits)
+DEFAULT_REQUEST_TIMEOUT_S = 300.0
+DEADLINE_SLACK_S = 60.0  # connection setup, prompt preparation, a slow event loop
+
+
+def measurement_deadline_s(workload: Workload, repeats: int, request_timeout_s: float) -> float:
+    """The longest a whole measurement may take before it is an error, not a slow result.
+
+    Every request ends within `request_timeout_s` (it is a failure after that), so a run of
+    n prompts at concurrency c takes at most ceil(n / c) such waves (one wave when unbounded),
+    plus the arrival spread n / rate of an open loop. Warm-up is one wave (sent all at once):
+        deadline = (1 + repeats * waves) * request_timeout_s + repeats * n / rate + DEADLINE_SLACK_S
+    Generous by design: it bounds a stuck client or server, it does not judge speed.
+    """
+    c = workload.max_concurrency
+    waves = math.ceil(workload.num_prompts / c) if c else 1
+    spread_s = workload.num_prompts / workload.request_rate if math.isfinite(workload.request_rate) else 0.0
+    return (1 + repeats * waves) * request_timeout_s + repeats * spread_s + DEADLINE_SLACK_S
 
 
 def run_bench(
@@ -39,12 +57,14 @@ def run_bench(
     *,
     repeats: int = 1,
     hardware: dict[str, Any] | None = None,
-    request_timeout_s: float = 600.0,
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
     max_failed_fraction: float = 0.05,
     max_mismatch_fraction: float = 0.01,
     health_limits: HealthLimits | None = None,
     seed_offset: int = 0,
     progress: Callable[[int, int], object] | None = None,
+    deadline_s: float | None = None,
+    liveness: Callable[[], str | None] | None = None,
 ) -> BenchResult:
     """Warm up once, then run `workload` `repeats` times against `server`.
 
@@ -55,10 +75,20 @@ def run_bench(
     `seed_offset` shifts every prompt seed (not the workload's identity): an engine that
     already served a run's prompts would answer from its prefix cache, halving TTFT.
     `progress(done, total)` is told of each finished measured request (not the warm-up).
+
+    Bounded waits: the failures of each repeat are checked as soon as it ends (a broken engine
+    stops the measurement after the first repeat, not the last); the whole measurement ends
+    with a `BenchError` after `deadline_s` (default: `measurement_deadline_s`); `liveness`,
+    polled every second, returns a reason when the engine is dead, and ends it at once.
     """
     workload = workload or Workload()
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if not (isinstance(request_timeout_s, int | float) and math.isfinite(request_timeout_s)
+            and request_timeout_s > 0):
+        raise ValueError(f"request_timeout_s must be a positive number of seconds, got {request_timeout_s!r}")
+    if deadline_s is None:
+        deadline_s = measurement_deadline_s(workload, repeats, request_timeout_s)
     endpoint = ENDPOINTS[workload.endpoint]
     tok = _tokenizer(server) if datasets.needs_tokenizer(workload, endpoint.accepts_token_ids) else None
     run_id = uuid.uuid4().hex[:8]
@@ -68,12 +98,16 @@ def run_bench(
     warm = _prepare(server, workload, workload.seed + _WARMUP_SEED_OFFSET, workload.warmup_requests, tok,
                     f"mgpu-{run_id}-w-")
     url = server.base_url.rstrip("/") + endpoint.path
-    runs = _run_sync(_bench(url, warm, plans, workload, request_timeout_s, progress))
+
+    def check(run: RunRecords, r: int) -> None:
+        _check_failures(run.records, r, repeats, url, max_failed_fraction)
+
+    bench = _bench(url, warm, plans, workload, request_timeout_s, check, progress)
+    runs = _run_sync(_bounded(bench, url, deadline_s, request_timeout_s, liveness))
 
     repeat_metrics: list[dict[str, float]] = []
     findings: list[Finding] = []
-    for r, run in enumerate(runs):
-        _check_failures(run.records, r, repeats, url, max_failed_fraction)
+    for run in runs:
         metrics = compute_metrics(run.records, run.duration_s, n_devices=server.n_devices,
                                   goodput_ms=workload.goodput or None)
         repeat_metrics.append(metrics)
@@ -150,8 +184,49 @@ def _prepare(server: EngineServer, w: Workload, seed: int, n: int, tok: datasets
     ]
 
 
+async def _bounded(bench: Coroutine[Any, Any, list[RunRecords]], url: str, deadline_s: float,
+                   request_timeout_s: float, liveness: Callable[[], str | None] | None) -> list[RunRecords]:
+    """`bench`, ended early by the deadline or by `liveness` reporting a dead engine."""
+    work = asyncio.ensure_future(bench)
+    tasks: set[asyncio.Future[Any]] = {work}
+    watch: asyncio.Future[str] | None = None
+    if liveness is not None:
+        watch = asyncio.ensure_future(_watch(liveness))
+        tasks.add(watch)
+    try:
+        done, _ = await asyncio.wait(tasks, timeout=deadline_s, return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            exc = work.exception()
+            if isinstance(exc, BenchError) and liveness is not None:
+                reason = await asyncio.to_thread(liveness)  # a dead engine process explains failed requests
+                if reason is not None:
+                    raise BenchError(f"measurement against {url} stopped: {reason}\nThe requests failed: {exc}")
+            return work.result()
+        if watch is not None and watch in done:
+            raise BenchError(f"measurement against {url} stopped: {watch.result()}")
+        raise BenchError(
+            f"the measurement against {url} did not finish within its deadline of {deadline_s:.0f} s "
+            f"(derived from the workload and the request timeout of {request_timeout_s:g} s, "
+            "--mgpu-request-timeout); the engine or the client is stuck. See the engine's log.")
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _watch(liveness: Callable[[], str | None]) -> str:
+    from pytest_mgpu.bench.liveness import LIVENESS_POLL_S
+
+    while True:
+        reason = await asyncio.to_thread(liveness)  # reads /proc: off the event loop that times requests
+        if reason is not None:
+            return reason
+        await asyncio.sleep(LIVENESS_POLL_S)
+
+
 async def _bench(url: str, warm: Sequence[Prepared], plans: Sequence[Sequence[Prepared]], w: Workload,
-                 timeout_s: float, progress: Callable[[int, int], object] | None = None) -> list[RunRecords]:
+                 timeout_s: float, check: Callable[[RunRecords, int], None],
+                 progress: Callable[[int, int], object] | None = None) -> list[RunRecords]:
     runs = []
     total, done = sum(len(p) for p in plans), [0]
 
@@ -169,13 +244,16 @@ async def _bench(url: str, warm: Sequence[Prepared], plans: Sequence[Sequence[Pr
                 warmed = await drive(session, url, warm, [0.0] * len(warm), None, timeout_s)
                 if not any(r.success for r in warmed.records):
                     raise BenchError(
-                        f"every warm-up request to {url} failed, so the workload was not run; "
-                        "check the errors below and the engine's log",
+                        f"every warm-up request to {url} failed, so the workload was not run (each request "
+                        f"may take {timeout_s:g} s: --mgpu-request-timeout); check the errors below and the "
+                        "engine's log",
                         errors=_distinct_errors(warmed.records), failed=len(warm), total=len(warm))
             for r, plan in enumerate(plans):
                 offsets = arrival_offsets_s(len(plan), w.request_rate, w.burstiness, w.seed + r)
-                runs.append(await drive(session, url, plan, offsets, w.max_concurrency, timeout_s,
-                                        one_done if progress else None))
+                run = await drive(session, url, plan, offsets, w.max_concurrency, timeout_s,
+                                  one_done if progress else None)
+                check(run, r)  # a broken engine fails the first repeat, not after every repeat
+                runs.append(run)
     finally:
         gc.unfreeze()
     return runs

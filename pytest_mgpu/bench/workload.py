@@ -63,6 +63,10 @@ class Workload:
     def __post_init__(self) -> None:
         if isinstance(self.goodput_ms, Mapping):
             object.__setattr__(self, "goodput_ms", tuple(sorted(self.goodput_ms.items())))
+        elif not (isinstance(self.goodput_ms, tuple)
+                  and all(isinstance(p, tuple) and len(p) == 2 for p in self.goodput_ms)):
+            raise TypeError("invalid Workload: goodput_ms must be a dict such as {'ttft': 2000} (ms), "
+                            f"got {self.goodput_ms!r}")
         problems = _problems(self)
         if problems:
             raise ValueError("invalid Workload: " + "; ".join(problems))
@@ -118,7 +122,12 @@ def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
 def _problems(w: Workload) -> list[str]:
+    """Every problem with the fields; the dataset's own checks run only on well-typed fields."""
     p: list[str] = []
     if not _is_int(w.input_len) or w.input_len < 1:
         p.append(f"input_len must be an integer >= 1, got {w.input_len!r}")
@@ -128,15 +137,15 @@ def _problems(w: Workload) -> list[str]:
         p.append(f"num_prompts must be an integer >= 1, got {w.num_prompts!r}")
     if w.max_concurrency is not None and (not _is_int(w.max_concurrency) or w.max_concurrency < 1):
         p.append(f"max_concurrency must be an integer >= 1 or None (unbounded), got {w.max_concurrency!r}")
-    if not isinstance(w.request_rate, int | float) or math.isnan(w.request_rate) or w.request_rate <= 0:
+    if not _is_number(w.request_rate) or math.isnan(w.request_rate) or w.request_rate <= 0:
         p.append(f"request_rate must be > 0 requests/s (inf: all at once), got {w.request_rate!r}")
-    if not isinstance(w.burstiness, int | float) or math.isnan(w.burstiness) or w.burstiness <= 0:
+    if not _is_number(w.burstiness) or math.isnan(w.burstiness) or w.burstiness <= 0:
         p.append(f"burstiness must be > 0 (1 = Poisson, <1 burstier, >1 smoother), got {w.burstiness!r}")
     if w.warmup is not None and (not _is_int(w.warmup) or w.warmup < 0):
         p.append(f"warmup must be an integer >= 0 or None (one concurrency wave), got {w.warmup!r}")
     if not _is_int(w.seed) or w.seed < 0:
         p.append(f"seed must be an integer >= 0, got {w.seed!r}")
-    if not isinstance(w.range_ratio, int | float) or not 0 <= w.range_ratio < 1:
+    if not _is_number(w.range_ratio) or not 0 <= w.range_ratio < 1:
         p.append(f"range_ratio must be in [0, 1), got {w.range_ratio!r}")
     if not isinstance(w.text_prompts, bool):
         p.append(f"text_prompts must be True or False, got {w.text_prompts!r}")
@@ -145,10 +154,14 @@ def _problems(w: Workload) -> list[str]:
     if w.endpoint not in endpoints.ENDPOINTS:
         p.append(f"endpoint must be one of {sorted(endpoints.ENDPOINTS)}, got {w.endpoint!r}")
     for key, value in w.goodput.items():
-        if key not in GOODPUT_KEYS or not isinstance(value, int | float) or value < 0:
-            p.append(f"goodput_ms takes {', '.join(GOODPUT_KEYS)} with values >= 0 ms, got {key!r}: {value!r}")
+        if key not in GOODPUT_KEYS or not _is_number(value) or not math.isfinite(value) or value < 0:
+            p.append(f"goodput_ms takes {', '.join(GOODPUT_KEYS)} with finite values >= 0 ms, "
+                     f"got {key!r}: {value!r}")
+    if w.dataset_path is not None and not isinstance(w.dataset_path, str):
+        p.append(f"dataset_path must be a string (a file path) or None, got {w.dataset_path!r}")
     if not isinstance(w.dataset, str):
         p.append(f"dataset must be a string, got {w.dataset!r}")
+    if p:  # the dataset checks do arithmetic on the fields: only on fields known to be sound
         return p
     p.extend(datasets.check(w))
     return p

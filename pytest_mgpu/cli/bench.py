@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--goodput", type=_goodput, nargs="+", default=[], metavar="KEY:MS",
                    help="objectives for request goodput, e.g. ttft:2000 tpot:100 e2el:20000")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--request-timeout", type=float, default=600.0, help="seconds before a request fails")
+    parser.add_argument("--request-timeout", type=float, default=300.0, help="seconds before a request fails")
     parser.add_argument("--json", type=Path, default=None, help="write the BenchResult JSON here")
 
 

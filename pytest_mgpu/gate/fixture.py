@@ -12,7 +12,7 @@ from pytest_mgpu import metrics as _metrics
 from pytest_mgpu.gate import compare
 from pytest_mgpu.gate.compare import HistoryVerdict, MetricVerdict, Outcome, Verdict
 from pytest_mgpu.gate.measured import Measured, fingerprint, label
-from pytest_mgpu.gate.store import BaselineStore, Entry, entry_from_result, relative_test_path
+from pytest_mgpu.gate.store import BaselineError, BaselineStore, Entry, entry_from_result, relative_test_path
 from pytest_mgpu.gate.table import verdict_table
 from pytest_mgpu.session import MgpuSession, Record, get_session
 
@@ -63,13 +63,22 @@ class BaselineChecker:
         history, history_error = self._history(result, names)
         history_note = (f"history: unavailable ({history_error})",) if history_error else ()
         if settings.update_baselines:
-            self.store.record(path, result.hardware, entry)
+            try:
+                self.store.record(path, result.hardware, entry)
+            except (OSError, BaselineError) as exc:
+                # the measurement is kept (JSON report, summary); only the baseline file could not be written
+                message = (f"pytest-mgpu: could not write the baseline {path} under the baselines directory "
+                           f"{self.store.root} ({exc}); the measurement is in the reports. Check that the "
+                           "directory (--mgpu-baselines) exists or can be created and is writable.")
+                self._remember(result, Verdict(Outcome.NEW, label(result), fingerprint(result), rows(baseline),
+                                               shown, changes, (message,)))
+                pytest.fail(message, pytrace=False)
             verdict = Verdict(Outcome.RECORDED, label(result), fingerprint(result), rows(baseline), shown,
                               changes, (f"recorded as the baseline in {shown}", *history_note), history)
             self._remember(result, verdict)
             return verdict
         if baseline is None:
-            return self._missing(result, rows(None), shown, history, history_note)
+            return self._missing(result, entry, rows(None), shown, history, history_note)
         measured = rows(baseline)
         pinned = compare.overall(m.outcome for m in measured)
         outcome = compare.combine(pinned, history)
@@ -103,12 +112,20 @@ class BaselineChecker:
             raise ValueError("check(metrics=...) named no metrics; leave it out to check the gated ones")
         return names
 
-    def _missing(self, result: Measured, rows: tuple[MetricVerdict, ...], shown: str,
+    def _missing(self, result: Measured, entry: Entry, rows: tuple[MetricVerdict, ...], shown: str,
                  history: tuple[HistoryVerdict, ...], history_note: tuple[str, ...]) -> Verdict:
         __tracebackhide__ = True
+        from pytest_mgpu.gate.drift import explain_missing
+
         policy = self.session.settings.missing_baseline
         message = (f"no baseline for {label(result)} on {fingerprint(result)} ({shown}); "
                    "record one with --mgpu-update-baselines")
+        others = explain_missing(self.store, fingerprint(result), result.hardware, entry, self.test_path,
+                                 self.test_name)
+        if others:  # the gate is off for a test that has baselines: say it loudly, and why
+            message = ("GATE OFF: " + message + ". " + " ".join(o.rstrip(".") + "." for o in others)
+                       + " If this machine or configuration replaced the recorded one, re-record; "
+                       "otherwise nothing here was compared (--mgpu-missing-baseline fail makes this an error).")
         outcome = compare.combine(Outcome.NEW, history)
         verdict = Verdict(outcome, label(result), fingerprint(result), rows, shown, (),
                           (message, *compare.history_notes(history), *history_note), history)
@@ -124,12 +141,16 @@ class BaselineChecker:
 
     def _remember(self, result: Measured, verdict: Verdict) -> None:
         """Attach the verdict to the fixture layer's record of this result, or add a record."""
+        from pytest_mgpu.report.xdist import spool
+
         for record in self.session.records:
             if record.nodeid == self.nodeid and record.result is result and record.verdict is None:
                 record.verdict = verdict
-                return
-        # The reports read a BenchResult; any other Measured (a test's own record) is kept as it is.
-        self.session.records.append(Record(self.nodeid, cast("BenchResult", result), verdict))
+                break
+        else:
+            # The reports read a BenchResult; any other Measured (a test's own record) is kept as it is.
+            self.session.records.append(Record(self.nodeid, cast("BenchResult", result), verdict))
+        spool(self.session)
 
 
 def _findings_note(result: Measured) -> tuple[str, ...]:

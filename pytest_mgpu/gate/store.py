@@ -203,7 +203,12 @@ def parse(path: Path, text: str) -> BaselineFile:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BaselineError(path, f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("schema_version"), int):
+    except RecursionError:
+        raise BaselineError(path, "is JSON nested too deeply to be a baseline file",
+                            "move it out of the baselines directory, or delete it and re-record with "
+                            "--mgpu-update-baselines") from None
+    version_field = data.get("schema_version") if isinstance(data, dict) else None
+    if not isinstance(version_field, int) or isinstance(version_field, bool):
         raise BaselineError(
             path,
             "is not a pytest-mgpu baseline (no integer schema_version at the top level)",
@@ -275,7 +280,7 @@ class BaselineStore:
         """The file's contents (migrated), None when it does not exist."""
         try:
             text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # nothing recorded there (a writer says why it cannot)
             return None
         except (OSError, UnicodeDecodeError) as exc:
             raise BaselineError(path, f"cannot be read ({exc})") from None

@@ -46,12 +46,16 @@ def parse_snapshot(text: str, source: str) -> Topology:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TopologyFileError(f"{source}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise TopologyFileError(f"{source}: JSON nested too deeply to be a topology snapshot") from None
     if not isinstance(data, dict) or "devices" not in data or "links" not in data:
         raise TopologyFileError(
             f"{source}: expected a topology snapshot with 'devices' and 'links' "
             "(as written by `python -m pytest_mgpu topo --json`)"
         )
     version = data.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise TopologyFileError(f"{source}: schema_version must be an integer, got {version!r}")
     if version > SCHEMA_VERSION:
         raise TopologyFileError(
             f"{source}: snapshot schema_version {version} is newer than this pytest-mgpu reads "
@@ -59,8 +63,9 @@ def parse_snapshot(text: str, source: str) -> Topology:
         )
     try:
         return Topology.from_json(data, source=source)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise TopologyFileError(f"{source}: malformed topology snapshot: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise TopologyFileError(f"{source}: malformed topology snapshot: {exc}; expected the shape "
+                                "`python -m pytest_mgpu topo --json` writes") from None
 
 
 def load_topology_file(path: Path) -> Topology:

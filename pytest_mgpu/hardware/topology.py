@@ -93,6 +93,8 @@ class Device:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Device:
+        if not isinstance(data, dict):
+            raise TypeError(f"each device must be an object such as {{\"index\": 0, \"name\": ...}}, got {data!r}")
         known = {f for f in cls.__dataclass_fields__}
         kwargs: dict[str, Any] = {k: (tuple(v) if k == "cpus" else v) for k, v in data.items() if k in known}
         return cls(**kwargs)
@@ -112,6 +114,12 @@ class Topology:
 
     def __post_init__(self) -> None:
         n = len(self.devices)
+        for pos, d in enumerate(self.devices):
+            if not isinstance(d.index, int) or isinstance(d.index, bool) or d.index != pos:
+                raise ValueError(f"device {pos} ({d.name!r}) has index {d.index!r}; expected the indices "
+                                 f"0..{n - 1} in order, one per device")
+            if not isinstance(d.cpus, tuple) or not all(isinstance(c, int) and c >= 0 for c in d.cpus):
+                raise ValueError(f"device {pos} has cpus {d.cpus!r}; expected a list of CPU numbers")
         if len(self.links) != n or any(len(row) != n for row in self.links):
             raise ValueError(f"link matrix must be {n}x{n} for {n} devices")
         if self.nvlink_lanes and (len(self.nvlink_lanes) != n or any(len(r) != n for r in self.nvlink_lanes)):
@@ -170,7 +178,12 @@ class Topology:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "json") -> Topology:
+        for key in ("devices", "links"):
+            if not isinstance(data[key], list):
+                raise TypeError(f"'{key}' must be a list, got {data[key]!r}")
         devices = tuple(Device.from_json(d) for d in data["devices"])
+        if not all(isinstance(row, list) for row in data["links"]):
+            raise TypeError(f"'links' must be a list of rows (lists of link classes), got {data['links']!r}")
         links = tuple(tuple(LinkClass.parse(c) for c in row) for row in data["links"])
         return cls(
             kind=data.get("kind", "cuda"),

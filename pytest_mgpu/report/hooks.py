@@ -51,16 +51,29 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    """pytest-xdist, on the controller: a worker finished; take its measurements for the reports."""
-    mgpu = _session(node.config)
-    output = getattr(node, "workeroutput", None)
-    if mgpu is None or output is None:
-        return
-    from pytest_mgpu.report.xdist import KEY, merge_worker_output
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist, on the controller: a worker starts; tell it where to spool its measurements."""
+    if _session(node.config) is not None:
+        from pytest_mgpu.report.xdist import configure_node
 
-    if KEY in output:  # absent when the worker crashed, which xdist reports itself
-        merge_worker_output(mgpu, output[KEY], str(getattr(getattr(node, "gateway", None), "id", "?")))
+        configure_node(node.config, node)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist, on the controller: a worker finished (or crashed); take its measurements for the reports."""
+    mgpu = _session(node.config)
+    if mgpu is None:
+        return
+    from pytest_mgpu.report.xdist import node_down
+
+    node_down(mgpu, node, error)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from pytest_mgpu.report.xdist import cleanup
+
+    cleanup(config)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,

@@ -119,10 +119,14 @@ def test_sharegpt_oversamples_and_shuffles_by_seed(tmp_path: Path, tok: datasets
     assert [s.prompt for s in a[:6]] != [s.prompt for s in datasets.load(w, 1, 6, tok)]
 
 
-def test_sharegpt_missing_file_says_so(tok: datasets.Tokenizer) -> None:
-    w = Workload(dataset="sharegpt", dataset_path="/nonexistent/sg.json")
-    with pytest.raises(FileNotFoundError, match=r"ShareGPT file /nonexistent/sg.json does not exist"):
-        datasets.load(w, 0, 1, tok)
+def test_sharegpt_missing_file_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match=r"dataset_path '/nonexistent/sg.json' is not a file"):
+        Workload(dataset="sharegpt", dataset_path="/nonexistent/sg.json")
+
+
+def test_missing_jsonl_dataset_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match=r"dataset '/nonexistent/p.jsonl' is not a file \(a JSONL file"):
+        Workload(dataset="/nonexistent/p.jsonl")
 
 
 def test_jsonl_prompts_and_output_tokens(tmp_path: Path) -> None:

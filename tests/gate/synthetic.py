@@ -34,6 +34,7 @@ def make_result(
     vllm: str = "0.32.0",
     scale: float = 1.0,
     findings: tuple[Finding, ...] = (),
+    facts: dict[str, Any] | None = None,
 ) -> BenchResult:
     """A result whose repeats are `tput` tok/s/device and `tpot` ms, both slowed by `scale`."""
     repeats = tuple(
@@ -47,7 +48,7 @@ def make_result(
         spec={"engine": "vllm", "model": "tiny_model", "tp": tp, "pp": 1, "n_devices": tp,
               "device_kind": "cpu", "extra_args": ["--load-format", "dummy"]},
         workload=Workload(num_prompts=8, max_concurrency=4),
-        hardware={"fingerprint": fingerprint, "label": "2x cpu-cores linked by NODE"},
+        hardware={"fingerprint": fingerprint, "label": "2x cpu-cores linked by NODE", **(facts or {})},
         versions={"vllm": vllm},
         findings=findings,
     )

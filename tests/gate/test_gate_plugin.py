@@ -238,3 +238,52 @@ def test_perf(measured, mgpu_baseline):
     result = gate.runpytest_subprocess()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*regression*", "the measurement has findings (client-bound)*"])
+
+
+def test_baselines_only_for_other_hardware_say_gate_off_and_which_fact_changed(
+        gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail-open gate (issue 12): a new fingerprint is named, with the stored facts that differ."""
+    gate.makepyfile(test_perf="""
+import os
+def test_perf(measured, mgpu_baseline):
+    n = int(os.environ.get("MGPU_COUNT", "2"))
+    mgpu_baseline.check(measured(fingerprint=f"{n}xCPU-1core-NODE-{n}", facts={"count": n, "cpu_model": "EPYC"}))
+""")
+    record(gate)
+    gate.runpytest_subprocess().assert_outcomes(passed=1)  # same hardware: compared, no warning
+    monkeypatch.setenv("MGPU_COUNT", "4")
+    result = gate.runpytest_subprocess("--mgpu-summary", "summary.md")
+    result.assert_outcomes(passed=1)  # warn is the default policy, but loudly
+    result.stdout.fnmatch_lines([
+        "*GATE OFF: no baseline for vllm tp=1* on 4xCPU-1core-NODE-4*baselines exist for hardware "
+        "2xCPU-1core-NODE-2*this machine differs in count: 2 -> 4*",
+    ])
+    assert "cpu_model" not in result.stdout.str().split("GATE OFF")[1].split("\n")[0]  # unchanged facts unnamed
+    md = (gate.path / "summary.md").read_text()
+    assert "GATE OFF" in md and "count: 2 -> 4" in md
+    failing = gate.runpytest_subprocess("--mgpu-missing-baseline", "fail")  # the nightly workflow's policy
+    failing.assert_outcomes(failed=1)
+
+
+def test_changed_engine_args_on_the_same_hardware_name_the_changed_field(gate: pytest.Pytester,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    record(gate)
+    monkeypatch.setenv("MGPU_TP", "2")
+    result = gate.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*GATE OFF*this hardware has 1 baseline(s) for this test*"
+                                 "nearest differs in spec.n_devices: 1 -> 2; spec.tp: 1 -> 2*"])
+
+
+def test_unwritable_baselines_dir_keeps_the_measurement_in_the_reports(gate: pytest.Pytester) -> None:
+    (gate.path / "not-a-dir").write_text("a file where the baselines directory should be\n")
+    result = gate.runpytest_subprocess("--mgpu-update-baselines", "--mgpu-baselines", "not-a-dir/baselines",
+                                       "--mgpu-report", "report.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*could not write the baseline*under the baselines directory*not-a-dir/baselines*"
+                                 "the measurement is in the reports*"])
+    assert "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
+    report = json.loads((gate.path / "report.json").read_text())
+    (measurement,) = report["records"]
+    assert measurement["result"]["summary"]["output_throughput_per_gpu"] == 1000.0
+    assert "could not write the baseline" in " ".join(measurement["verdict"]["notes"])

@@ -126,6 +126,9 @@ def test_v1_file_is_migrated_on_load(tmp_path: Path) -> None:
         ('{"schema_version": 2, "hardware": {"fingerprint": "F"}, "entries": {"k": {"spec": {}}}}',
          "does not have the shape of schema_version 2"),
         ('{"schema_version": 1, "fingerprint": "F"}', "does not have the shape of schema_version 1"),
+        ('{"schema_version": true, "fingerprint": "F"}', "no integer schema_version"),  # bool is not int
+        ('{"a":' * 100_000 + "1" + "}" * 100_000, "nested too deeply"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ],
 )
 def test_corrupt_or_foreign_file_names_the_file_and_the_fix(tmp_path: Path, text: str, problem: str) -> None:

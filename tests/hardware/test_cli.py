@@ -133,3 +133,47 @@ def test_real_nvml_readings_are_complete(name: str) -> None:
     assert max(r["power_mw"] for r in load) > 5 * max(r["power_mw"] for r in idle)
     assert all(r["clocks_event_reasons"] & 1 for r in idle)  # bit 0: GPU idle
     assert all(r["compute_processes"] for r in load)
+
+
+_ONE_CPU = {"index": 0, "kind": "cpu", "name": "cpu-cores", "cpus": [0]}
+BAD_TOPOLOGIES = [
+    pytest.param({"kind": "cpu", "devices": "abc", "links": []}, "'devices' must be a list, got 'abc'",
+                 id="devices-not-a-list"),
+    pytest.param({"kind": "cpu", "devices": [{**_ONE_CPU, "index": 5}, {**_ONE_CPU, "cpus": [1]}],
+                  "links": [["X", "SYS"], ["SYS", "X"]]},
+                 "device 0 ('cpu-cores') has index 5; expected the indices 0..1",
+                 id="index-out-of-range"),
+    pytest.param({"kind": "cpu", "devices": ["abc"], "links": [["X"]]}, "each device must be an object",
+                 id="device-not-an-object"),
+    pytest.param({"kind": "cpu", "devices": [_ONE_CPU], "links": [["X"]], "schema_version": True},
+                 "schema_version must be an integer", id="schema-version-bool"),
+]
+
+
+@pytest.mark.parametrize(("snapshot", "problem"), BAD_TOPOLOGIES)
+def test_bad_topology_file_is_one_line_and_exit_2(tmp_path: Path, snapshot: dict[str, Any], problem: str) -> None:
+    path = tmp_path / "topo.json"
+    path.write_text(json.dumps(snapshot))
+    out = topo("--from", str(path))
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert problem in out.stderr
+
+
+def test_deeply_nested_topology_json_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "topo.json"
+    path.write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+    out = topo("--from", str(path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "nested too deeply" in out.stderr
+
+
+@pytest.mark.parametrize(("snapshot", "problem"), BAD_TOPOLOGIES)
+def test_bad_topology_file_is_a_usage_error_in_pytest(pytester: pytest.Pytester, snapshot: dict[str, Any],
+                                                      problem: str) -> None:
+    pytester.makepyfile("def test_a():\n    pass\n")
+    (pytester.path / "topo.json").write_text(json.dumps(snapshot))
+    result = pytester.runpytest_subprocess("--mgpu-topology-file", "topo.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # not INTERNALERROR (3)
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.stderr.fnmatch_lines([f"*--mgpu-topology-file*{problem}*"])

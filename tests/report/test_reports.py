@@ -230,3 +230,41 @@ def test_verdicts_survive_the_trip_from_worker_to_controller() -> None:
         baseline_path="baselines/x.json", version_changes=("vllm 0.31.0 -> 0.32.0",), notes=("refresh?",))
     back = Verdict.from_json(json.loads(json.dumps(verdict.to_json())))
     assert back == verdict
+
+
+CRASHING = """
+import os
+from pytest_mgpu import Workload
+
+W = Workload(input_len=8, output_len=4, num_prompts=4, max_concurrency=2)
+
+def test_measures_then_its_worker_crashes(mgpu_engine, mgpu_bench):
+    mgpu_bench(mgpu_engine(), W, repeats=1)
+    os._exit(1)  # a segfault or the OOM killer, after the measurement was made
+
+def test_measures(mgpu_engine, mgpu_bench):
+    mgpu_bench(mgpu_engine(), W, repeats=1)
+"""
+
+
+def test_a_crashed_xdist_workers_measurements_are_recovered_and_the_crash_said(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lost measurements (issue 12): each worker spools its records after every measurement."""
+    from pytest_mgpu.engines.launchers import TINY_MODEL
+    from pytest_mgpu.testing import ScriptedServer
+
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    pytester.makepyfile(test_crash=CRASHING)
+    with ScriptedServer(root=str(TINY_MODEL)) as srv:
+        result = pytester.runpytest_subprocess("-n", "2", "--mgpu-engine", "external",
+                                               "--mgpu-base-url", srv.base_url, "--mgpu-report=out/perf.json",
+                                               "--mgpu-summary=out/perf.md",
+                                               # a private lock dir: no waiting on engines elsewhere on the box
+                                               "--mgpu-lock-dir", str(pytester.path / "locks"), timeout=300)
+    out = result.stdout.str()
+    assert "crashed" in out and "recovered from its spool file" in out, out
+    data = json.loads((pytester.path / "out" / "perf.json").read_text())
+    nodeids = sorted(r["nodeid"].split("::")[1] for r in data["records"])
+    assert nodeids == ["test_measures", "test_measures_then_its_worker_crashes"], nodeids
+    assert any("crashed" in w and "1 measurement(s)" in w for w in data["warnings"]), data["warnings"]
+    assert "recovered from its spool file" in (pytester.path / "out" / "perf.md").read_text()
