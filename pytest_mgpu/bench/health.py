@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from pytest_mgpu.diagnose.findings import Finding, Severity
+from pytest_mgpu.findings import Finding, Severity
 
 LOOP_TICK_S = 0.005
 STALL_FLOOR_S = 0.001  # timer granularity: loop lag below this is not the client being away

@@ -26,8 +26,8 @@ from pytest_mgpu.bench.load import Prepared, RunRecords, arrival_offsets_s, driv
 from pytest_mgpu.bench.records import RequestRecord
 from pytest_mgpu.bench.results import BenchResult, now_stamp
 from pytest_mgpu.bench.workload import Workload
-from pytest_mgpu.diagnose.findings import Finding, Severity
 from pytest_mgpu.engines.spec import EngineServer, EngineSpec
+from pytest_mgpu.findings import Finding, Severity
 
 _T = TypeVar("_T")
 _WARMUP_SEED_OFFSET = 1_000_003  # warm-up prompts differ from every repeat's (no prefix-cache hits)

@@ -8,7 +8,7 @@ import pytest
 
 from pytest_mgpu import BenchResult, Workload
 from pytest_mgpu.bench.health import ClientHealth, HealthLimits, LoopLagMonitor, assess
-from pytest_mgpu.diagnose.findings import Finding, Severity
+from pytest_mgpu.findings import Finding, Severity
 
 
 def make(**changes: object) -> BenchResult:

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from pytest_mgpu.diagnose.cpu_probe import CpuProbe
-from pytest_mgpu.diagnose.nvml_probe import GpuSnapshot, reason_names, summarize_gpu
-from pytest_mgpu.diagnose.telemetry import Sampler, Telemetry
 from pytest_mgpu.hardware.cpu import cpu_topology
+from pytest_mgpu.telemetry import Sampler, Telemetry
+from pytest_mgpu.telemetry.cpu_probe import CpuProbe
+from pytest_mgpu.telemetry.nvml_probe import GpuSnapshot, reason_names, summarize_gpu
 
 from .cases import capture_telemetry, recorded_telemetry, recording
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from pytest_mgpu.diagnose.procfs import ProcessInfo
+from pytest_mgpu.telemetry.procfs import ProcessInfo
 
 if TYPE_CHECKING:
     from pytest_mgpu.engines.spec import EngineServer
@@ -198,10 +198,10 @@ def probe_for(topology: Topology, server: EngineServer) -> Probe[Any] | None:
         return None
     devices = tuple(topology.devices[i] for i in server.devices)
     if topology.kind == "cuda":
-        from pytest_mgpu.diagnose.nvml_probe import NvmlProbe
+        from pytest_mgpu.telemetry.nvml_probe import NvmlProbe
 
         return NvmlProbe(devices, engine_sid=server.pid)
-    from pytest_mgpu.diagnose.cpu_probe import CpuProbe
+    from pytest_mgpu.telemetry.cpu_probe import CpuProbe
 
     return CpuProbe(devices, engine_sid=server.pid)
 
