@@ -71,7 +71,7 @@ def engine(port: int, log_dir: Path, cpus: str) -> Iterator[tuple[str, int]]:
     env = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": cpus}
     process = EngineProcess(LaunchPlan(argv, env, f"http://127.0.0.1:{port}/health"), log_dir / "engine.log")
     t0 = time.monotonic()
-    process.start(timeout_s=600)
+    process.start(timeout_s=1200)  # a shared 2-core box compiling several engines took over 600 s
     print(f"engine up in {time.monotonic() - t0:.0f} s (log {process.log_path})", flush=True)
     try:
         assert process.pid is not None
