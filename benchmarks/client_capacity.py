@@ -6,6 +6,12 @@ same server with the same load. The client's core is the bottleneck when the ser
 stays under one core: the script prints both processes' CPU use so that can be checked.
 
     python benchmarks/client_capacity.py --out reports/client_capacity.json
+
+`--processes 1 4` instead measures our client with 1 vs N client processes (run_bench's
+`client_processes`) at `--concurrencies 64 256 1024` against a paced oracle (first token after
+50 ms, then one every `--itl-ms`): output tokens/s, p99 event-loop lag (worst process), and the
+p99 ITL error: the client's p99 ITL minus the p99 of the gaps between the server's own writes.
+Nothing is pinned there (the processes share whatever cores the box has).
 """
 
 from __future__ import annotations
@@ -79,8 +85,51 @@ def measure(tool: str, srv: ScriptedServer, a: argparse.Namespace) -> dict[str, 
     return result
 
 
+def processes_table(a: argparse.Namespace) -> list[dict[str, Any]]:
+    import itertools
+
+    import numpy as np
+
+    from pytest_mgpu import Workload
+    from pytest_mgpu.bench.runner import run_bench
+
+    rows = []
+    with ScriptedServer(Script(Behavior(ttft_s=0.05, itl_s=a.itl_ms / 1000)), root=str(TINY_MODEL)) as srv:
+        for c in a.concurrencies:
+            for k in range(a.rounds):
+                for n in a.processes if k % 2 == 0 else a.processes[::-1]:
+                    srv.reset()
+                    w = Workload(input_len=a.input_len, output_len=a.output_len, num_prompts=2 * c,
+                                 max_concurrency=c, warmup=min(c, 16))
+                    r = run_bench(srv.engine_server(tokenizer_path=str(TINY_MODEL)), w, client_processes=n)
+                    gaps = [b - x for q in srv.stats().requests if "-r0-" in str(q["id"])
+                            for x, b in itertools.pairwise(q["write_s"])]  # type: ignore[arg-type]
+                    truth_p99_ms = float(np.percentile(gaps, 99)) * 1000
+                    row = {"concurrency": c, "processes": n, "round": k, "output_throughput": r.output_throughput,
+                           "loop_lag_p99_ms": r.client.loop_lag_p99_ms, "p99_itl_ms": r.metrics["p99_itl_ms"],
+                           "server_p99_gap_ms": truth_p99_ms,
+                           "p99_itl_error_ms": r.metrics["p99_itl_ms"] - truth_p99_ms}
+                    rows.append(row)
+                    print(f"c={c:>5} processes={n}  round {k + 1}: {r.output_throughput:>9.0f} tok/s  p99 loop lag "
+                          f"{row['loop_lag_p99_ms']:7.2f} ms  p99 ITL {row['p99_itl_ms']:7.2f} ms (server "
+                          f"{truth_p99_ms:6.2f}; error {row['p99_itl_error_ms']:+7.2f})", flush=True)
+    print(f"\n{'concurrency':>11}{'processes':>10}{'tok/s':>10}{'p99 lag ms':>12}{'p99 ITL err ms':>16}"
+          "   (medians over rounds)")
+    for c in a.concurrencies:
+        for n in a.processes:
+            sel = [r for r in rows if r["concurrency"] == c and r["processes"] == n]
+            med = {m: float(np.median([r[m] for r in sel])) for m in ("output_throughput", "loop_lag_p99_ms",
+                                                                       "p99_itl_error_ms")}
+            print(f"{c:>11}{n:>10}{med['output_throughput']:>10.0f}{med['loop_lag_p99_ms']:>12.2f}"
+                  f"{med['p99_itl_error_ms']:>16.2f}")
+    return rows
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--processes", type=int, nargs="+", help="client process counts to compare (our client only)")
+    p.add_argument("--concurrencies", type=int, nargs="+", default=[64, 256, 1024])
+    p.add_argument("--itl-ms", type=float, default=20.0)
     p.add_argument("--server-cpu", type=int, default=1)
     p.add_argument("--client-cpu", type=int, default=0)
     p.add_argument("--events-per-write", type=int, nargs="+", default=[16, 1])
@@ -91,6 +140,12 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", type=Path)
     a = p.parse_args()
+    if a.processes:
+        rows = processes_table(a)
+        if a.out:
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            a.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()}, "rows": rows}, indent=2))
+        return 0
     rows = []
     for epw in a.events_per_write:
         with ScriptedServer(Script(Behavior(events_per_write=epw)), root=str(TINY_MODEL), cpu=a.server_cpu) as srv:

@@ -45,8 +45,8 @@ def measure(session: MgpuSession, server: EngineServer, workload: Workload, *, r
     from pytest_mgpu.bench.runner import run_bench
     from pytest_mgpu.diagnose import diagnose
     from pytest_mgpu.diagnose.enrich import enrich
-    from pytest_mgpu.diagnose.telemetry import start_telemetry
     from pytest_mgpu.report.progress import measurement_progress
+    from pytest_mgpu.telemetry import start_telemetry
 
     hardware = hardware_facts(session, server)
     earlier = tuple(r.result for r in session.records)

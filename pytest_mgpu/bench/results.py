@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from pytest_mgpu.bench.health import ClientHealth
 from pytest_mgpu.bench.records import RequestRecord
 from pytest_mgpu.bench.workload import Workload
-from pytest_mgpu.diagnose.findings import Finding
+from pytest_mgpu.findings import Finding
 
 SCHEMA_VERSION = 1
 

@@ -23,12 +23,12 @@ from pytest_mgpu.bench.compute import compute_metrics, summarize
 from pytest_mgpu.bench.endpoints import ENDPOINTS
 from pytest_mgpu.bench.errors import BenchError
 from pytest_mgpu.bench.health import ClientHealth, HealthLimits, assess
-from pytest_mgpu.bench.load import Prepared, RunRecords, arrival_offsets_s, drive
+from pytest_mgpu.bench.load import Prepared, RunRecords, arrival_offsets_s, drive, drive_processes
 from pytest_mgpu.bench.records import RequestRecord
 from pytest_mgpu.bench.results import BenchResult, now_stamp
 from pytest_mgpu.bench.workload import Workload
-from pytest_mgpu.diagnose.findings import Finding, Severity
 from pytest_mgpu.engines.spec import EngineServer, EngineSpec
+from pytest_mgpu.findings import Finding, Severity
 
 _T = TypeVar("_T")
 _WARMUP_SEED_OFFSET = 1_000_003  # warm-up prompts differ from every repeat's (no prefix-cache hits)
@@ -65,6 +65,7 @@ def run_bench(
     progress: Callable[[int, int], object] | None = None,
     deadline_s: float | None = None,
     liveness: Callable[[], str | None] | None = None,
+    client_processes: int = 1,
 ) -> BenchResult:
     """Warm up once, then run `workload` `repeats` times against `server`.
 
@@ -72,6 +73,7 @@ def run_bench(
     more than `max_failed_fraction` of them fail; a request that takes longer than
     `request_timeout_s` counts as failed. Output-length mismatches above
     `max_mismatch_fraction` and a client that could not keep up become findings.
+    `client_processes` > 1 splits the load over that many client processes (load.drive_processes).
     `seed_offset` shifts every prompt seed (not the workload's identity): an engine that
     already served a run's prompts would answer from its prefix cache, halving TTFT.
     `progress(done, total)` is told of each finished measured request (not the warm-up).
@@ -98,11 +100,13 @@ def run_bench(
     warm = _prepare(server, workload, workload.seed + _WARMUP_SEED_OFFSET, workload.warmup_requests, tok,
                     f"mgpu-{run_id}-w-")
     url = server.base_url.rstrip("/") + endpoint.path
+    if client_processes < 1:
+        raise ValueError(f"client_processes must be >= 1, got {client_processes}")
 
     def check(run: RunRecords, r: int) -> None:
         _check_failures(run.records, r, repeats, url, max_failed_fraction)
 
-    bench = _bench(url, warm, plans, workload, request_timeout_s, check, progress)
+    bench = _bench(url, warm, plans, workload, request_timeout_s, check, progress, client_processes)
     runs = _run_sync(_bounded(bench, url, deadline_s, request_timeout_s, liveness))
 
     repeat_metrics: list[dict[str, float]] = []
@@ -226,7 +230,8 @@ async def _watch(liveness: Callable[[], str | None]) -> str:
 
 async def _bench(url: str, warm: Sequence[Prepared], plans: Sequence[Sequence[Prepared]], w: Workload,
                  timeout_s: float, check: Callable[[RunRecords, int], None],
-                 progress: Callable[[int, int], object] | None = None) -> list[RunRecords]:
+                 progress: Callable[[int, int], object] | None = None,
+                 client_processes: int = 1) -> list[RunRecords]:
     runs = []
     total, done = sum(len(p) for p in plans), [0]
 
@@ -250,8 +255,12 @@ async def _bench(url: str, warm: Sequence[Prepared], plans: Sequence[Sequence[Pr
                         errors=_distinct_errors(warmed.records), failed=len(warm), total=len(warm))
             for r, plan in enumerate(plans):
                 offsets = arrival_offsets_s(len(plan), w.request_rate, w.burstiness, w.seed + r)
-                run = await drive(session, url, plan, offsets, w.max_concurrency, timeout_s,
-                                  one_done if progress else None)
+                if client_processes > 1:  # progress is per run here: the processes report at their end
+                    run = await asyncio.to_thread(drive_processes, url, plan, offsets, w.max_concurrency,
+                                                  timeout_s, client_processes)
+                else:
+                    run = await drive(session, url, plan, offsets, w.max_concurrency, timeout_s,
+                                      one_done if progress else None)
                 check(run, r)  # a broken engine fails the first repeat, not after every repeat
                 runs.append(run)
     finally:

@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pytest_mgpu.diagnose import affinity, clocks, devices, links, roofline  # noqa: F401  (they register)
-from pytest_mgpu.diagnose.findings import Finding, Severity
 from pytest_mgpu.diagnose.registry import CODES, DETECTORS, Context, declare, detector
+from pytest_mgpu.findings import Finding, Severity
 
 if TYPE_CHECKING:
     from pytest_mgpu.bench.results import BenchResult
-    from pytest_mgpu.diagnose.telemetry import Telemetry
     from pytest_mgpu.engines.spec import EngineServer
     from pytest_mgpu.hardware.topology import Topology
+    from pytest_mgpu.telemetry import Telemetry
 
 __all__ = ["CODES", "DETECTORS", "Context", "Finding", "Severity", "declare", "detector", "diagnose"]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pytest_mgpu.diagnose.findings import Finding, Severity
 from pytest_mgpu.diagnose.registry import Context, detector
+from pytest_mgpu.findings import Finding, Severity
 from pytest_mgpu.hardware.topology import LinkClass
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pytest_mgpu.diagnose.findings import Finding, Severity
-from pytest_mgpu.diagnose.nvml_probe import NOT_THROTTLING, reason_names
 from pytest_mgpu.diagnose.registry import Context, detector
-from pytest_mgpu.diagnose.telemetry import DeviceTelemetry
+from pytest_mgpu.findings import Finding, Severity
+from pytest_mgpu.telemetry import DeviceTelemetry
+from pytest_mgpu.telemetry.nvml_probe import NOT_THROTTLING, reason_names
 
 SUSTAINED = 0.10  # throttled in at least this share of samples: a warning, below it a note
 SW_POWER_CAP = 0x4

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pytest_mgpu.diagnose.findings import Finding, Severity
 from pytest_mgpu.diagnose.registry import Context, detector
+from pytest_mgpu.findings import Finding, Severity
 
 IDLE_BUSY = 0.05  # a device busier than this for the engine is not idle, whatever else is said
 

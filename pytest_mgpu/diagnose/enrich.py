@@ -16,9 +16,9 @@ from pytest_mgpu.metrics import Direction, Metric
 
 if TYPE_CHECKING:
     from pytest_mgpu.bench.results import BenchResult
-    from pytest_mgpu.diagnose.telemetry import Telemetry
     from pytest_mgpu.engines.spec import EngineServer
     from pytest_mgpu.hardware.topology import Topology
+    from pytest_mgpu.telemetry import Telemetry
 
 
 def _ensure(name: str, unit: str, description: str, direction: Direction = Direction.NONE) -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pytest_mgpu.diagnose.findings import Finding, Severity
 from pytest_mgpu.diagnose.registry import Context, detector
+from pytest_mgpu.findings import Finding, Severity
 
 LOADED_BUSY = 0.05  # GPUs lower the link generation when idle to save power: judge a link only under load
 P2P_OK = {"OK", "X", 0}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from pytest_mgpu.diagnose.findings import Finding
+from pytest_mgpu.findings import Finding
 
 
 def known_codes() -> dict[str, str]:

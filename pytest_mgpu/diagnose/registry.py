@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_mgpu.diagnose.findings import Finding
+from pytest_mgpu.findings import Finding
 
 if TYPE_CHECKING:
     from pytest_mgpu.bench.results import BenchResult
-    from pytest_mgpu.diagnose.telemetry import Telemetry
     from pytest_mgpu.engines.spec import EngineServer
     from pytest_mgpu.hardware.topology import Topology
+    from pytest_mgpu.telemetry import Telemetry
 
 
 @dataclass(frozen=True)

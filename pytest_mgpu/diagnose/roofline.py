@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_mgpu.diagnose.findings import Finding, Severity
 from pytest_mgpu.diagnose.registry import Context, detector
+from pytest_mgpu.findings import Finding, Severity
 from pytest_mgpu.hardware.topology import Device
 
 if TYPE_CHECKING:

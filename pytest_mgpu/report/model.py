@@ -33,7 +33,7 @@ class Row:
     samples: dict[str, tuple[float, ...]]
     versions: dict[str, str]
     verdict: Verdict | None
-    findings: tuple[Any, ...]  # pytest_mgpu.diagnose.findings.Finding
+    findings: tuple[Any, ...]  # pytest_mgpu.findings.Finding
     notes: tuple[str, ...]
     result: Any
 

@@ -8,7 +8,7 @@ import pytest
 
 from pytest_mgpu import BenchResult, Workload
 from pytest_mgpu.bench.health import ClientHealth, HealthLimits, LoopLagMonitor, assess
-from pytest_mgpu.diagnose.findings import Finding, Severity
+from pytest_mgpu.findings import Finding, Severity
 
 
 def make(**changes: object) -> BenchResult:
@@ -84,18 +84,35 @@ def test_with_findings_adds_without_duplicates_and_keeps_the_original() -> None:
          "its event loop stood still for 40% of the run (longest 4100 ms)"),
         (ClientHealth(loop_lag_p50_ms=3.0), 10.0, "client-bound", "median event-loop lag was 3.0 ms (limit 2.5 ms"),
         (ClientHealth(dispatch_lag_p50_ms=30.0), 100.0, "client-bound", "median dispatch lag was 30.0 ms (limit 25.0"),
-        (ClientHealth(loop_lag_p99_ms=9.0), 10.0, "client-jitter", "p99 event-loop lag was 9.0 ms; limit 5.0 ms"),
+        (ClientHealth(loop_lag_p99_ms=9.0), 10.0, "client-jitter",
+         "p99 event-loop lag was 9.0 ms (8.0 ms beyond the 1 ms timer granularity); limit 5.0 ms"),
         (ClientHealth(dispatch_lag_p99_ms=4.0), 10.0, None, ""),  # tails: over half the TPOT only
         (ClientHealth(dispatch_lag_p99_ms=9.0, loop_lag_p99_ms=3.0), 7.8, None, ""),  # the healthy H100 at c=64
         (ClientHealth(loop_lag_p99_ms=1.9), 0.1, None, ""),  # under the 2 ms timer floor
     ],
 )
 def test_client_findings(health: ClientHealth, tpot_ms: float, code: str | None, expect: str) -> None:
-    found = assess(health, {"median_tpot_ms": tpot_ms}, HealthLimits())
+    found = assess(health, {"median_tpot_ms": tpot_ms, "p99_itl_ms": tpot_ms}, HealthLimits())
     assert [f.code for f in found] == ([code] if code else [])
     if code:
         assert expect in found[0].message
         assert found[0].evidence["client"]["cpu_util"] == health.cpu_util
+
+
+@pytest.mark.parametrize(
+    ("lag_p99_ms", "tpot_ms", "itl_p99_ms", "code"),
+    [
+        (2.9, 5.0, 9.0, None),  # healthy 16-core H200, concurrency 16 (flagged before the calibration)
+        (4.0, 6.2, 14.0, None),  # healthy H200, concurrency 64
+        (2.46, 7.67, 16.19, None),  # healthy H100, concurrency 64
+        (4.0, 5.0, 7.0, "client-jitter"),  # a tight tail that 3 ms of client delay could have made
+        (25.0, 6.2, 30.0, "client-jitter"),  # a starved client: the p99 ITL may be mostly its own delay
+    ],
+)
+def test_client_jitter_is_calibrated_on_healthy_hosts(lag_p99_ms: float, tpot_ms: float, itl_p99_ms: float,
+                                                      code: str | None) -> None:
+    found = assess(ClientHealth(loop_lag_p99_ms=lag_p99_ms), {"median_tpot_ms": tpot_ms, "p99_itl_ms": itl_p99_ms})
+    assert [f.code for f in found] == ([code] if code else [])
 
 
 def test_stalled_fraction_counts_only_lag_beyond_the_timer_floor() -> None:

@@ -14,12 +14,12 @@ from typing import Any
 from pytest_mgpu.bench.results import BenchResult
 from pytest_mgpu.bench.workload import Workload
 from pytest_mgpu.diagnose import diagnose
-from pytest_mgpu.diagnose.findings import Finding
-from pytest_mgpu.diagnose.nvml_probe import GpuReading, GpuSnapshot, load_recording, summarize_gpu
-from pytest_mgpu.diagnose.telemetry import Telemetry
 from pytest_mgpu.engines.spec import EngineServer, EngineSpec
+from pytest_mgpu.findings import Finding
 from pytest_mgpu.hardware.topo_text import parse_topo_m
 from pytest_mgpu.hardware.topology import Device, Topology
+from pytest_mgpu.telemetry import Telemetry
+from pytest_mgpu.telemetry.nvml_probe import GpuReading, GpuSnapshot, load_recording, summarize_gpu
 
 DATA = Path(__file__).parent / "data"
 TOPOLOGIES = Path(__file__).parents[1] / "data" / "topologies"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from pytest_mgpu.bench.health import ClientHealth, assess
-from pytest_mgpu.diagnose.procfs import ProcessInfo
-from pytest_mgpu.diagnose.telemetry import DeviceTelemetry, Telemetry
+from pytest_mgpu.telemetry import DeviceTelemetry, Telemetry
+from pytest_mgpu.telemetry.procfs import ProcessInfo
 
 from .cases import (
     WORKLOAD,

@@ -18,8 +18,8 @@ import pytest
 
 from pytest_mgpu.diagnose import diagnose
 from pytest_mgpu.diagnose.enrich import enrich
-from pytest_mgpu.diagnose.telemetry import start_telemetry
 from pytest_mgpu.hardware.errors import HardwareError
+from pytest_mgpu.telemetry import start_telemetry
 
 from .cases import result, server
 

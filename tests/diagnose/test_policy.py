@@ -9,8 +9,8 @@ import pytest
 from pytest_mgpu import metrics
 from pytest_mgpu.diagnose import CODES
 from pytest_mgpu.diagnose.enrich import busy_metric
-from pytest_mgpu.diagnose.findings import Finding, Severity
 from pytest_mgpu.diagnose.policy import failing, failure_message, parse_fail_on
+from pytest_mgpu.findings import Finding, Severity
 
 ISSUE_CODES = {"idle-devices", "cross-numa", "pcie-degraded", "p2p-unsupported", "throttled", "shared-device",
                "client-bound", "below-roofline"}

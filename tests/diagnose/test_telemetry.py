@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
 import pytest
 
-from pytest_mgpu.diagnose.cpu_probe import CpuProbe
-from pytest_mgpu.diagnose.nvml_probe import GpuSnapshot, reason_names, summarize_gpu
-from pytest_mgpu.diagnose.telemetry import Sampler, Telemetry
 from pytest_mgpu.hardware.cpu import cpu_topology
+from pytest_mgpu.telemetry import DEFAULT_INTERVAL_S, Sampler, Telemetry
+from pytest_mgpu.telemetry.cpu_probe import CpuProbe
+from pytest_mgpu.telemetry.nvml_probe import GpuSnapshot, reason_names, summarize_gpu
 
 from .cases import capture_telemetry, recorded_telemetry, recording
 
@@ -106,6 +107,18 @@ def test_sampler_polls_until_stopped_and_closes_once() -> None:
     assert sampler.stop() is telemetry and probe.closed == 1  # idempotent
 
 
+def test_sampler_without_interval_reads_only_the_window_ends() -> None:
+    """Cumulative probes (CPU) are read at start and stop only: nothing polls beside the engine meanwhile."""
+    probe = ReplayProbe("h100-matmul")
+    sampler = Sampler(probe, interval_s=None).start()
+    assert probe.reads == 1 and not any(t.name == "mgpu-telemetry" for t in threading.enumerate())
+    time.sleep(0.1)
+    assert probe.reads == 1
+    telemetry = sampler.stop()
+    assert probe.reads == 2 and (probe.opened, probe.closed) == (1, 1)
+    assert telemetry.devices[0].samples == 2
+
+
 def test_sampler_turns_an_unavailable_probe_into_a_note_not_an_error() -> None:
     probe = ReplayProbe("h100-matmul", fail_open=True)
     with Sampler(probe, interval_s=0.01) as sampler:
@@ -134,7 +147,7 @@ def test_cpu_probe_sees_the_engine_on_its_core_group_and_nothing_on_the_other() 
     proc = subprocess.Popen([sys.executable, "-c", BURN, str(devices[0].cpus[0])], start_new_session=True)
     try:
         time.sleep(0.3)
-        with Sampler(CpuProbe(devices, engine_sid=proc.pid), interval_s=0.2) as sampler:
+        with Sampler(CpuProbe(devices, engine_sid=proc.pid), interval_s=DEFAULT_INTERVAL_S["cpu"]) as sampler:
             time.sleep(1.5)
     finally:
         proc.wait(timeout=10)

@@ -18,7 +18,7 @@ import pytest
 
 from pytest_mgpu.bench.results import BenchResult
 from pytest_mgpu.bench.workload import Workload
-from pytest_mgpu.diagnose.findings import Finding
+from pytest_mgpu.findings import Finding
 
 FP = "2xCPU-1core-NODE-3f2a9c"
 BASE_TPUT = (1000.0, 1010.0, 990.0)

@@ -229,7 +229,7 @@ def test_perf(measured, mgpu_baseline):
 def test_findings_are_named_under_the_table(gate: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     record(gate)
     gate.makepyfile(test_perf="""
-from pytest_mgpu.diagnose.findings import Finding, Severity
+from pytest_mgpu.findings import Finding, Severity
 
 def test_perf(measured, mgpu_baseline):
     lag = Finding("client-bound", Severity.WARNING, "the load generator set the pace")

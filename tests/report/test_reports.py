@@ -18,7 +18,7 @@ FP = "2xCPU-1core-NODE-3f2a9c"
 
 TESTS = """
 import os
-from pytest_mgpu.diagnose.findings import Finding, Severity
+from pytest_mgpu.findings import Finding, Severity
 
 def test_steady(measured, mgpu_baseline):
     mgpu_baseline.check(measured())

@@ -1,7 +1,7 @@
 #!/bin/bash
 # How the NVML recordings in this folder were made, on one real GPU (an H100 80GB HBM3 VM):
 #   bash tests/diagnose/data/record_nvml.sh OUTDIR
-# Each recording is `python -m pytest_mgpu.diagnose.nvml_probe` output while a known load ran.
+# Each recording is `python -m pytest_mgpu.telemetry.nvml_probe` output while a known load ran.
 # The load is a PyTorch process (the stand-in for an engine): a bf16 matmul loop (compute-bound) or a
 # device-to-device copy loop (memory-bound), so utilization, power, clocks, energy and the compute
 # process list are what the GPU really reported under that load.
@@ -9,7 +9,7 @@ set -uo pipefail
 out=${1:?usage: record_nvml.sh OUTDIR}
 mkdir -p "$out"
 export PYTHONPATH=$(cd "$(dirname "$0")/../../.." && pwd):${PYTHONPATH:-}
-rec() { python3 -m pytest_mgpu.diagnose.nvml_probe --interval 0.2 "$@"; }
+rec() { python3 -m pytest_mgpu.telemetry.nvml_probe --interval 0.2 "$@"; }
 load() {  # load KIND SECONDS: a GPU process in the background ($! is its pid)
   python3 - "$1" "$2" >&2 <<'PY' &
 import sys, time, torch

@@ -14,7 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_mgpu.diagnose.procfs import (
+from pytest_mgpu.hardware.topology import Device
+from pytest_mgpu.telemetry import DeviceTelemetry, Telemetry
+from pytest_mgpu.telemetry.procfs import (
     PROC,
     ProcessInfo,
     ThreadTime,
@@ -24,8 +26,6 @@ from pytest_mgpu.diagnose.procfs import (
     session_pids,
     thread_times,
 )
-from pytest_mgpu.diagnose.telemetry import DeviceTelemetry, Telemetry
-from pytest_mgpu.hardware.topology import Device
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
 """Telemetry over the measurement window: how busy each allocated device was, and what held it back.
 
-A sampler thread polls a probe (NVML on GPUs, `/proc` on CPU core groups) while the load runs,
-and the probe boils its snapshots down to one `DeviceTelemetry` per allocated device. The
+A sampler thread polls a probe (NVML on GPUs) while the load runs, and the probe boils its
+snapshots down to one `DeviceTelemetry` per allocated device. A probe whose readings are
+cumulative counters (`/proc` CPU times on CPU core groups) is read only at the window's two ends:
+the numbers are the same, and nothing runs beside the engine during the measurement (polling every
+engine thread's `/proc` files each 0.5 s cost a 2-core box ~12% of the engine's throughput). The
 detectors read only that summary, so they are tested on recorded readings without a GPU.
 
 Unknown is not zero: a field NVML does not support (or `/proc` does not show) stays None and
@@ -16,13 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from pytest_mgpu.diagnose.procfs import ProcessInfo
+from pytest_mgpu.telemetry.procfs import ProcessInfo
 
 if TYPE_CHECKING:
     from pytest_mgpu.engines.spec import EngineServer
     from pytest_mgpu.hardware.topology import Topology
 
-DEFAULT_INTERVAL_S = {"cuda": 0.2, "cpu": 0.5}
+# None: read at the window's ends only (cumulative counters lose nothing between them)
+DEFAULT_INTERVAL_S: dict[str, float | None] = {"cuda": 0.2, "cpu": None}
 
 
 @dataclass(frozen=True)
@@ -118,9 +122,12 @@ class Probe(Protocol[S]):
 
 
 class Sampler(Generic[S]):
-    """Polls a probe on a daemon thread from `start()` to `stop()`; never raises into the measurement."""
+    """Polls a probe on a daemon thread from `start()` to `stop()`; never raises into the measurement.
 
-    def __init__(self, probe: Probe[S], interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    `interval_s=None` reads the probe at `start()` and `stop()` only, with no thread in between.
+    """
+
+    def __init__(self, probe: Probe[S], interval_s: float | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.probe = probe
         self.interval_s = interval_s
         self._clock = clock
@@ -142,11 +149,14 @@ class Sampler(Generic[S]):
             self._notes.append(f"{self.probe.kind} telemetry unavailable: {exc}")
             self._close()
             return self
+        if self.interval_s is None:
+            return self
         self._thread = threading.Thread(target=self._run, name="mgpu-telemetry", daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
+        assert self.interval_s is not None
         while not self._stop.wait(self.interval_s):
             try:
                 self._snapshots.append(self.probe.read())
@@ -198,10 +208,10 @@ def probe_for(topology: Topology, server: EngineServer) -> Probe[Any] | None:
         return None
     devices = tuple(topology.devices[i] for i in server.devices)
     if topology.kind == "cuda":
-        from pytest_mgpu.diagnose.nvml_probe import NvmlProbe
+        from pytest_mgpu.telemetry.nvml_probe import NvmlProbe
 
         return NvmlProbe(devices, engine_sid=server.pid)
-    from pytest_mgpu.diagnose.cpu_probe import CpuProbe
+    from pytest_mgpu.telemetry.cpu_probe import CpuProbe
 
     return CpuProbe(devices, engine_sid=server.pid)
 
@@ -211,4 +221,4 @@ def start_telemetry(topology: Topology, server: EngineServer, interval_s: float 
     probe = probe_for(topology, server)
     if probe is None:
         return None
-    return Sampler(probe, interval_s or DEFAULT_INTERVAL_S.get(probe.kind, 0.5)).start()
+    return Sampler(probe, interval_s if interval_s is not None else DEFAULT_INTERVAL_S.get(probe.kind, 0.5)).start()

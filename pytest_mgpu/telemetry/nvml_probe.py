@@ -3,7 +3,7 @@ PCIe link state and the compute processes on each GPU, sampled while the load ru
 
 pynvml is imported when the probe opens (never at import time), NVML is shut down exactly once
 per init, and a query the GPU does not support reads as None ("unknown"). Recordings
-(`python -m pytest_mgpu.diagnose.nvml_probe --seconds 10 --out rec.json`) hold the same
+(`python -m pytest_mgpu.telemetry.nvml_probe --seconds 10 --out rec.json`) hold the same
 snapshots, so detectors are tested on what a real GPU said.
 """
 
@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from pytest_mgpu.diagnose.procfs import PROC, ProcessInfo, online_cpus, process_info, session_pids
-from pytest_mgpu.diagnose.telemetry import DeviceTelemetry, Telemetry
 from pytest_mgpu.hardware.nvml import NvmlReader
 from pytest_mgpu.hardware.topology import Device
+from pytest_mgpu.telemetry import DeviceTelemetry, Telemetry
+from pytest_mgpu.telemetry.procfs import PROC, ProcessInfo, online_cpus, process_info, session_pids
 
 # nvmlClocksEventReason* bits (nvidia-ml-py); idle and application-clock settings are not throttling
 CLOCK_EVENT_REASONS = {
@@ -270,7 +270,7 @@ def record(seconds: float, interval_s: float, engine_pids: Sequence[int] = (),
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pytest_mgpu.diagnose.nvml_probe",
+    parser = argparse.ArgumentParser(prog="python -m pytest_mgpu.telemetry.nvml_probe",
                                      description="Record NVML telemetry of every GPU (for tests and bug reports).")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--interval", type=float, default=0.2)
