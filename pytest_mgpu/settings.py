@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("start_timeout", "Seconds an engine may take to become healthy", _positive_float, 600.0, "SECONDS"),
     Option("fail_on", "Finding codes that fail the test instead of only flagging it (comma-separated, or 'none')",
            _finding_codes, (), "CODES"),
+    Option("api_key", "API key sent as 'Authorization: Bearer KEY' to the engine (never printed; an engine's own "
+           "--api-key argument wins)", str, None, "KEY"),
+    Option("allow_host_override", "Let engine args carry --host/--port (the server may then listen beyond "
+           "127.0.0.1; the summary warns)", _bool, False, flag=True),
 )
 
 
@@ -148,6 +152,8 @@ class Settings:
     lock_dir: Path | None
     start_timeout: float
     fail_on: tuple[str, ...] = ()
+    api_key: str | None = field(default=None, repr=False)  # a secret: never in repr, reports or logs
+    allow_host_override: bool = False
 
     def describe(self) -> str:
         return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))

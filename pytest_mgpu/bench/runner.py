@@ -10,12 +10,12 @@ import asyncio
 import gc
 import json
 import threading
-import urllib.request
 import uuid
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pytest_mgpu import probe_http
 from pytest_mgpu.bench import datasets
 from pytest_mgpu.bench.client import make_session
 from pytest_mgpu.bench.compute import compute_metrics, summarize
@@ -66,7 +66,7 @@ def run_bench(
     warm = _prepare(server, workload, workload.seed + _WARMUP_SEED_OFFSET, workload.warmup_requests, tok,
                     f"mgpu-{run_id}-w-")
     url = server.base_url.rstrip("/") + endpoint.path
-    runs = _run_sync(_bench(url, warm, plans, workload, request_timeout_s))
+    runs = _run_sync(_bench(url, warm, plans, workload, request_timeout_s, server.api_key))
 
     repeat_metrics: list[dict[str, float]] = []
     findings: list[Finding] = []
@@ -94,7 +94,8 @@ def run_bench(
 
 
 def external_server(base_url: str, *, model: str | None = None, n_devices: int = 1,
-                    tokenizer: str | None = None, timeout_s: float = 10.0) -> EngineServer:
+                    tokenizer: str | None = None, timeout_s: float = 10.0,
+                    api_key: str | None = None) -> EngineServer:
     """An `EngineServer` for a server someone else runs (engine "external").
 
     Without `model`, asks the server's /v1/models; its `root` (vLLM: the model path) serves as
@@ -104,7 +105,7 @@ def external_server(base_url: str, *, model: str | None = None, n_devices: int =
     root = None
     if model is None:
         try:
-            with urllib.request.urlopen(base_url + "/v1/models", timeout=timeout_s) as resp:
+            with probe_http.get(base_url + "/v1/models", timeout_s=timeout_s, api_key=api_key) as resp:
                 first = json.load(resp)["data"][0]
         except (OSError, ValueError, KeyError, IndexError) as exc:
             raise BenchError(
@@ -119,7 +120,7 @@ def external_server(base_url: str, *, model: str | None = None, n_devices: int =
                 break
     spec = EngineSpec(engine="external", model=model, n_devices=n_devices)
     return EngineServer(spec=spec, base_url=base_url, model_name=model, devices=tuple(range(n_devices)),
-                        tokenizer_path=tokenizer)
+                        tokenizer_path=tokenizer, api_key=api_key)
 
 
 def _tokenizer(server: EngineServer) -> datasets.Tokenizer:
@@ -149,9 +150,9 @@ def _prepare(server: EngineServer, w: Workload, seed: int, n: int, tok: datasets
 
 
 async def _bench(url: str, warm: Sequence[Prepared], plans: Sequence[Sequence[Prepared]], w: Workload,
-                 timeout_s: float) -> list[RunRecords]:
+                 timeout_s: float, api_key: str | None = None) -> list[RunRecords]:
     runs = []
-    session = make_session(w.max_concurrency)
+    session = make_session(w.max_concurrency, api_key)
     gc.collect()
     gc.freeze()  # long-lived objects out of the collector's way: shorter pauses mid-run (as vLLM does)
     try:

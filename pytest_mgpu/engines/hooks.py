@@ -42,7 +42,9 @@ def get_pool(session: MgpuSession, log_dir: Path) -> EnginePool:
         def quiet() -> QuietHold:
             return leaser.quiet(measuring=False, timeout_s=max(timeout_s, QUIET_TIMEOUT_S))
 
-        pool = EnginePool(session.topology, acquire, log_dir, timeout_s, quiet=quiet)
+        pool = EnginePool(session.topology, acquire, log_dir, timeout_s, quiet=quiet,
+                          api_key=session.settings.api_key,
+                          allow_host_override=session.settings.allow_host_override)
         session.pool = pool
         atexit.register(pool.stop_all)
     return pool

@@ -18,7 +18,7 @@ from typing import Protocol
 from pytest_mgpu.engines.drain import nvml_memory_used, wait_drained
 from pytest_mgpu.engines.launchers import LaunchRequest, plan_for, served_model_name
 from pytest_mgpu.engines.process import EngineError, EngineProcess, EngineStartError, LaunchPlan, free_port
-from pytest_mgpu.engines.spec import EngineServer, EngineSpec
+from pytest_mgpu.engines.spec import EngineServer, EngineSpec, endpoint_overrides
 from pytest_mgpu.hardware.topology import Device, Topology
 
 PORT_ATTEMPTS = 3
@@ -26,6 +26,9 @@ PORT_ATTEMPTS = 3
 
 class DeviceLease(Protocol):
     devices: tuple[int, ...]
+
+    @property
+    def fds(self) -> tuple[int, ...]: ...  # lock descriptors the engine's watchdog keeps open
 
     def release(self) -> None: ...
 
@@ -75,7 +78,11 @@ class EnginePool:
         start_timeout_s: float,
         pick_port: Callable[[], int] = free_port,
         quiet: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
+        api_key: str | None = None,
+        allow_host_override: bool = False,
     ) -> None:
+        self._api_key = api_key
+        self._allow_host_override = allow_host_override
         self.topology = topology
         self._quiet = quiet  # held (shared) while an engine starts, so no neighbour measures meanwhile
         self._pick_port = pick_port
@@ -120,6 +127,17 @@ class EnginePool:
                 f"({self.topology.describe()}). Ask for fewer, or mark the test @pytest.mark.mgpu_gpus("
                 f"{spec.n_devices}) so it is skipped where they are missing."
             )
+        overrides = endpoint_overrides(spec.extra_args)
+        if overrides and not self._allow_host_override:
+            raise EngineStartError(
+                f"the engine args carry {' and '.join(overrides)}; expected pytest-mgpu to choose where the engine "
+                "listens (127.0.0.1 on a free port): another address exposes it beyond this machine, and another "
+                "port is not the one health and the load generator use. Drop them, or pass "
+                "--mgpu-allow-host-override to keep them."
+            )
+        if overrides:
+            self.events.append(f"WARNING: engine args override {' and '.join(overrides)} "
+                               f"(--mgpu-allow-host-override) for {spec.label()}")
         lease = self._lease(spec.n_devices, prefer)
         try:
             devices = tuple(self.topology.devices[i] for i in lease.devices)
@@ -127,7 +145,7 @@ class EnginePool:
             self._counter += 1
             log_path = self.log_dir / f"engine-{self._counter:02d}-{spec.engine}-tp{spec.tp}-pp{spec.pp}.log"
             with self._quiet():
-                plan, process = self._spawn(spec, devices, log_path)
+                plan, process = self._spawn(spec, devices, log_path, lease.fds)
         except BaseException:
             lease.release()
             raise
@@ -142,17 +160,19 @@ class EnginePool:
             versions=_engine_versions(spec),
             startup_s=process.startup_s,
             tokenizer_path=spec.model if Path(spec.model).is_dir() else None,
+            api_key=process.api_key,
         )
         self._running[spec] = _Running(server, process, lease, idle)
         self.events.append(f"started {spec.label()} on devices {lease.devices} in {process.startup_s:.1f} s")
         return server
 
-    def _spawn(self, spec: EngineSpec, devices: tuple[Device, ...], log_path: Path) -> tuple[LaunchPlan, EngineProcess]:
+    def _spawn(self, spec: EngineSpec, devices: tuple[Device, ...], log_path: Path,
+               hold_fds: tuple[int, ...] = ()) -> tuple[LaunchPlan, EngineProcess]:
         """Start on a free port; a port taken between choosing and binding it is retried on another."""
         for attempt in range(1, PORT_ATTEMPTS + 1):
             port = self._pick_port()
             plan = plan_for(LaunchRequest(spec=spec, devices=devices, port=port))
-            process = EngineProcess(plan, log_path)
+            process = EngineProcess(plan, log_path, api_key=self._api_key, hold_fds=hold_fds)
             try:
                 process.start(self.start_timeout_s)
                 return plan, process
