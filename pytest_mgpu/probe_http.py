@@ -29,10 +29,13 @@ def auth_headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-def get(url: str, *, timeout_s: float, api_key: str | None = None) -> HTTPResponse:
-    """GET `url` (a context manager, like urlopen); raises urllib.error.URLError / OSError like urlopen."""
-    handlers = [urllib.request.ProxyHandler({})] if is_loopback(url) else []
-    opener = urllib.request.build_opener(*handlers)
-    resp = opener.open(urllib.request.Request(url, headers=auth_headers(api_key)), timeout=timeout_s)
+def send(req: urllib.request.Request, *, timeout_s: float) -> HTTPResponse:
+    """Like urlopen (a context manager; raises URLError / OSError), never through a proxy for loopback."""
+    handlers = [urllib.request.ProxyHandler({})] if is_loopback(req.full_url) else []
+    resp = urllib.request.build_opener(*handlers).open(req, timeout=timeout_s)
     assert isinstance(resp, HTTPResponse)
     return resp
+
+
+def get(url: str, *, timeout_s: float, api_key: str | None = None) -> HTTPResponse:
+    return send(urllib.request.Request(url, headers=auth_headers(api_key)), timeout_s=timeout_s)

@@ -265,12 +265,16 @@ class Leaser:
                         gate.close()
                         gate = None
                         box.write({**info, "since": time.time()})
-                    for devices in sets:
-                        locks = self._lock_all(devices)
-                        if locks is not None:
-                            for lock in locks:
-                                lock.write({**info, "since": time.time(), "devices": list(devices)})
-                            return Lease(devices, locks, box, exclusive)
+                    try:
+                        for devices in sets:
+                            locks = self._lock_all(devices)
+                            if locks is not None:
+                                for lock in locks:
+                                    lock.write({**info, "since": time.time(), "devices": list(devices)})
+                                return Lease(devices, locks, box, exclusive)
+                    except BaseException:  # e.g. a planted symlink: let the box go, then say so
+                        box.close(clear=exclusive)
+                        raise
                     box.close(clear=exclusive)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -362,7 +366,12 @@ class Leaser:
     def _lock_all(self, devices: tuple[int, ...]) -> list[_LockFile] | None:
         taken: list[_LockFile] = []
         for index in devices:
-            lock = _LockFile(self.lock_path(index))
+            try:
+                lock = _LockFile(self.lock_path(index))
+            except BaseException:
+                for t in taken:
+                    t.close()
+                raise
             if not lock.try_lock(exclusive=True):
                 lock.close()
                 for t in taken:
