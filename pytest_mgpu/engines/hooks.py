@@ -60,6 +60,7 @@ def stop_pool(session: MgpuSession) -> None:
     finally:
         session.engine_timings.extend(pool.timings)
         session.engine_events.extend(pool.events)
+        session.warnings.extend(pool.warnings)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -91,6 +91,7 @@ class EnginePool:
         self.start_timeout_s = start_timeout_s
         self._running: dict[EngineSpec, _Running] = {}
         self.events: list[str] = []  # what the pool did, for the report ("replaced a dead engine")
+        self.warnings: list[str] = []  # said loudly in every summary (an engine exposed beyond loopback)
         self.timings: list[EngineTiming] = []
         self._counter = 0
 
@@ -136,8 +137,9 @@ class EnginePool:
                 "--mgpu-allow-host-override to keep them."
             )
         if overrides:
-            self.events.append(f"WARNING: engine args override {' and '.join(overrides)} "
-                               f"(--mgpu-allow-host-override) for {spec.label()}")
+            self.warnings.append(
+                f"engine args override {' and '.join(overrides)} for {spec.label()} (--mgpu-allow-host-override): "
+                "the engine may listen beyond 127.0.0.1, reachable by anyone who can reach this machine")
         lease = self._lease(spec.n_devices, prefer)
         try:
             devices = tuple(self.topology.devices[i] for i in lease.devices)

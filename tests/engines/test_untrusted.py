@@ -130,3 +130,31 @@ def test_host_or_port_in_engine_args_is_refused_without_the_override(tmp_path: P
     for args in (("--host", "0.0.0.0"), ("--port=8000",)):
         with pytest.raises(EngineStartError, match=r"engine args carry --(host|port).*--mgpu-allow-host-override"):
             pool.get(EngineSpec(engine="vllm", model="m", extra_args=args))
+
+
+OVERRIDE_CONFTEST = f"""
+import sys
+from pytest_mgpu.engines import launchers
+from pytest_mgpu.engines.process import LaunchPlan
+
+def _fake(req):  # stands in for a launcher that appends the user's args after its own --host/--port
+    return LaunchPlan(argv=(sys.executable, {FAKE!r}, str(req.port), "ok", *req.spec.extra_args), env={{}},
+                      health_url=f"http://{{req.host}}:{{req.port}}/health")
+
+launchers.LAUNCHERS[("fake", "cpu")] = _fake
+"""
+
+
+def test_host_override_is_allowed_only_by_the_option_and_then_warned_about(
+        pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makeconftest(OVERRIDE_CONFTEST)
+    pytester.makepyfile("def test_exposed(mgpu_engine):\n"
+                        "    mgpu_engine(tp=1, engine='fake', extra_args=('--host', '0.0.0.0'))\n")
+    args = ("-p", "no:cacheprovider", f"--mgpu-lock-dir={tmp_path}", "--mgpu-summary=summary.md")
+    refused = pytester.runpytest_subprocess(*args)
+    refused.assert_outcomes(failed=1)
+    refused.stdout.fnmatch_lines(["*engine args carry --host*--mgpu-allow-host-override*"])
+    allowed = pytester.runpytest_subprocess(*args, "--mgpu-allow-host-override")
+    allowed.assert_outcomes(passed=1)
+    allowed.stdout.fnmatch_lines(["*engine args override --host for fake tp=1 pp=1 devices=1 --host 0.0.0.0*"])
+    assert "override --host" in (pytester.path / "summary.md").read_text()
