@@ -177,11 +177,11 @@ class EngineProcess:
 
     def __init__(self, plan: LaunchPlan, log_path: Path, *, api_key: str | None = None,
                  hold_fds: Sequence[int] = ()) -> None:
-        """`api_key`: sent to the health URL (the engine's own `--api-key` wins); `hold_fds`: lock
+        """`api_key`: sent to the health URL (the engine's own `--api-key` or VLLM_API_KEY wins); `hold_fds`: lock
         descriptors (the device lease) the watchdog keeps open until the engine's group is gone."""
         self.plan = plan
         self.log_path = log_path
-        self.api_key = api_key_arg(plan.argv) or api_key
+        self.api_key = api_key_arg(plan.argv) or plan.env.get("VLLM_API_KEY") or api_key
         self.hold_fds = tuple(hold_fds)
         self._secrets = secret_values(plan.argv, plan.env)
         self._proc: subprocess.Popen[bytes] | None = None
