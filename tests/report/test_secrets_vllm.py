@@ -40,6 +40,7 @@ def test_no_secret_in_any_file_or_output(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-rA", "--mgpu-update-baselines", "--mgpu-report=reports/perf.json",
         "--mgpu-summary=reports/summary.md", "--junitxml=reports/junit.xml", f"--mgpu-api-key={CLI_KEY}",
+        "--mgpu-start-timeout=1200",
         timeout=1500,  # a busy shared box: the engine waits its turn for devices and quiet time
     )
     result.assert_outcomes(passed=1)
