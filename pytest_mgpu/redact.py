@@ -61,3 +61,13 @@ def redact_text(text: str, secrets: Iterable[str]) -> str:
         if s:
             text = text.replace(s, MASK)
     return text
+
+
+def api_key_arg(args: Sequence[str]) -> str | None:
+    """The value of `--api-key` in an engine's args (the server then demands it as a Bearer token)."""
+    for i, a in enumerate(args):
+        if a.startswith("--api-key="):
+            return a.split("=", 1)[1]
+        if a == "--api-key" and i + 1 < len(args):
+            return args[i + 1]
+    return None

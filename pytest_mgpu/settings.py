@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +170,10 @@ OPTIONS: tuple[Option, ...] = (
            "(default with the local launcher: every node on this machine)", _hosts, (), "HOST,HOST"),
     Option("node_launcher", "How non-head nodes are started: local, ssh, slurm, or a template such as "
            "'ssh {host}' ({cmd}: the remote command as one word)", _node_launcher, "local", "LAUNCHER"),
+    Option("api_key", "API key sent as 'Authorization: Bearer KEY' to the engine (never printed; an engine's own "
+           "--api-key argument wins)", str, None, "KEY"),
+    Option("allow_host_override", "Let engine args carry --host/--port (the server may then listen beyond "
+           "127.0.0.1; the summary warns)", _bool, False, flag=True),
 )
 
 
@@ -196,6 +200,8 @@ class Settings:
     nodes: tuple[str, ...] = ()  # multi-node
     node_launcher: str = "local"  # multi-node
     history: str | None = None  # resolved against the rootdir by pytest_mgpu.history.gate.get_history
+    api_key: str | None = field(default=None, repr=False)  # a secret: never in repr, reports or logs
+    allow_host_override: bool = False
 
     def describe(self) -> str:
         return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))

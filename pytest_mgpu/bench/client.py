@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from pytest_mgpu.bench.records import RequestRecord
+from pytest_mgpu.probe_http import auth_headers
 
 READ_BUFSIZE_BYTES = 4 * 1024 * 1024
 _HEADERS = {"Content-Type": "application/json"}
@@ -32,11 +33,16 @@ _KNOWN = (b'"choices":[]', b'"choices": []')  # an event with no choices (usage 
 KEEPALIVE_S = 3.0
 
 
-def make_session(max_connections: int | None) -> aiohttp.ClientSession:
+def make_session(max_connections: int | None, api_key: str | None = None) -> aiohttp.ClientSession:
+    """One pooled session per measurement; `api_key` goes out as `Authorization: Bearer` on every request.
+
+    `trust_env=False`: never through `http_proxy` from the environment (a proxy would time the proxy).
+    """
     connector = aiohttp.TCPConnector(limit=max_connections or 0, limit_per_host=max_connections or 0,
                                      keepalive_timeout=KEEPALIVE_S, ttl_dns_cache=300)
-    return aiohttp.ClientSession(connector=connector, read_bufsize=READ_BUFSIZE_BYTES,
-                                 auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None))
+    return aiohttp.ClientSession(connector=connector, read_bufsize=READ_BUFSIZE_BYTES, trust_env=False,
+                                 headers=auth_headers(api_key), auto_decompress=False,
+                                 timeout=aiohttp.ClientTimeout(total=None))
 
 
 def _error_text(status: int, body: str) -> str:

@@ -11,12 +11,12 @@ import gc
 import json
 import math
 import threading
-import urllib.request
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pytest_mgpu import probe_http
 from pytest_mgpu.bench import datasets
 from pytest_mgpu.bench.client import make_session
 from pytest_mgpu.bench.compute import compute_metrics, summarize
@@ -106,7 +106,7 @@ def run_bench(
     def check(run: RunRecords, r: int) -> None:
         _check_failures(run.records, r, repeats, url, max_failed_fraction)
 
-    bench = _bench(url, warm, plans, workload, request_timeout_s, check, progress, client_processes)
+    bench = _bench(url, warm, plans, workload, request_timeout_s, check, progress, client_processes, server.api_key)
     runs = _run_sync(_bounded(bench, url, deadline_s, request_timeout_s, liveness))
 
     repeat_metrics: list[dict[str, float]] = []
@@ -134,7 +134,8 @@ def run_bench(
 
 
 def external_server(base_url: str, *, model: str | None = None, n_devices: int = 1,
-                    tokenizer: str | None = None, timeout_s: float = 10.0) -> EngineServer:
+                    tokenizer: str | None = None, timeout_s: float = 10.0,
+                    api_key: str | None = None) -> EngineServer:
     """An `EngineServer` for a server someone else runs (engine "external").
 
     Without `model`, asks the server's /v1/models; its `root` (vLLM: the model path) serves as
@@ -144,7 +145,7 @@ def external_server(base_url: str, *, model: str | None = None, n_devices: int =
     root = None
     if model is None:
         try:
-            with urllib.request.urlopen(base_url + "/v1/models", timeout=timeout_s) as resp:
+            with probe_http.get(base_url + "/v1/models", timeout_s=timeout_s, api_key=api_key) as resp:
                 first = json.load(resp)["data"][0]
         except (OSError, ValueError, KeyError, IndexError) as exc:
             raise BenchError(
@@ -159,7 +160,7 @@ def external_server(base_url: str, *, model: str | None = None, n_devices: int =
                 break
     spec = EngineSpec(engine="external", model=model, n_devices=n_devices)
     return EngineServer(spec=spec, base_url=base_url, model_name=model, devices=tuple(range(n_devices)),
-                        tokenizer_path=tokenizer)
+                        tokenizer_path=tokenizer, api_key=api_key)
 
 
 def _tokenizer(server: EngineServer) -> datasets.Tokenizer:
@@ -231,7 +232,7 @@ async def _watch(liveness: Callable[[], str | None]) -> str:
 async def _bench(url: str, warm: Sequence[Prepared], plans: Sequence[Sequence[Prepared]], w: Workload,
                  timeout_s: float, check: Callable[[RunRecords, int], None],
                  progress: Callable[[int, int], object] | None = None,
-                 client_processes: int = 1) -> list[RunRecords]:
+                 client_processes: int = 1, api_key: str | None = None) -> list[RunRecords]:
     runs = []
     total, done = sum(len(p) for p in plans), [0]
 
@@ -240,7 +241,7 @@ async def _bench(url: str, warm: Sequence[Prepared], plans: Sequence[Sequence[Pr
         if progress is not None:
             progress(done[0], total)
 
-    session = make_session(w.max_concurrency)
+    session = make_session(w.max_concurrency, api_key)
     gc.collect()
     gc.freeze()  # long-lived objects out of the collector's way: shorter pauses mid-run (as vLLM does)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
             dataset_path=args.dataset_path, range_ratio=args.range_ratio, prefix_len=args.prefix_len,
             goodput_ms=dict(args.goodput), text_prompts=args.text_prompts,
         )
-        server = external_server(args.base_url, model=args.model, n_devices=args.devices, tokenizer=args.tokenizer)
+        server = external_server(args.base_url, model=args.model, n_devices=args.devices, tokenizer=args.tokenizer,
+                                 api_key=os.environ.get("PYTEST_MGPU_API_KEY"))  # not a flag: argv is public
         result = run_bench(server, workload, repeats=args.repeats, request_timeout_s=args.request_timeout)
     except (BenchError, ValueError, FileNotFoundError) as exc:
         print(f"pytest-mgpu bench: error: {exc}", file=sys.stderr)

@@ -46,7 +46,9 @@ def get_pool(session: MgpuSession, log_dir: Path) -> EnginePool:
 
         pool = EnginePool(session.topology, acquire, log_dir, timeout_s, quiet=quiet, registry=session.engines,
                           on_wait=engine_start_progress(session.config),
-                          node_hosts=session.settings.nodes, node_launcher=session.settings.node_launcher)
+                          node_hosts=session.settings.nodes, node_launcher=session.settings.node_launcher,
+                          api_key=session.settings.api_key,
+                          allow_host_override=session.settings.allow_host_override)
         session.pool = pool
         atexit.register(pool.stop_all)
     return pool
@@ -62,6 +64,7 @@ def stop_pool(session: MgpuSession) -> None:
     finally:
         session.engine_timings.extend(pool.timings)
         session.engine_events.extend(pool.events)
+        session.warnings.extend(pool.warnings)
 
 
 @pytest.hookimpl(tryfirst=True)

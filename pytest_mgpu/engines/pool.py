@@ -21,7 +21,7 @@ from pytest_mgpu.engines.drain import nvml_memory_used, wait_drained
 from pytest_mgpu.engines.launchers import LaunchRequest, served_model_name
 from pytest_mgpu.engines.phases import TAIL_BYTES, compile_cache_warm, phase_of, read_tail
 from pytest_mgpu.engines.process import EngineError, EngineProcess, EngineStartError, LaunchPlan, free_port
-from pytest_mgpu.engines.spec import EngineNode, EngineServer, EngineSpec
+from pytest_mgpu.engines.spec import EngineNode, EngineServer, EngineSpec, endpoint_overrides
 from pytest_mgpu.hardware.topology import Device, Topology
 
 if TYPE_CHECKING:
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 class DeviceLease(Protocol):
     devices: tuple[int, ...]
+
+    @property
+    def fds(self) -> tuple[int, ...]: ...  # lock descriptors the engine's watchdog keeps open
 
     def release(self) -> None: ...
 
@@ -103,6 +106,8 @@ class EnginePool:
         on_wait: Callable[[str, float, str], object] | None = None,
         node_hosts: tuple[str, ...] = (),  # multi-node: --mgpu-nodes
         node_launcher: str = "local",  # multi-node: --mgpu-node-launcher
+        api_key: str | None = None,
+        allow_host_override: bool = False,
     ) -> None:
         self._on_wait = on_wait  # (engine label, elapsed s, phase) while an engine starts; phase "healthy"/"failed"
         if registry is None:
@@ -110,6 +115,8 @@ class EnginePool:
 
             registry = builtin_registry()
         self.registry = registry  # which planner starts each engine (the pytest_mgpu_engines hook filled it)
+        self._api_key = api_key
+        self._allow_host_override = allow_host_override
         self.topology = topology
         self.node_hosts = node_hosts
         self.node_launcher = node_launcher
@@ -120,6 +127,7 @@ class EnginePool:
         self.start_timeout_s = start_timeout_s
         self._running: dict[EngineSpec, _Running] = {}
         self.events: list[str] = []  # what the pool did, for the report ("replaced a dead engine")
+        self.warnings: list[str] = []  # said loudly in every summary (an engine exposed beyond loopback)
         self.timings: list[EngineTiming] = []
         self._counter = 0
 
@@ -158,6 +166,18 @@ class EnginePool:
                 f"({self.topology.describe()}). Ask for fewer, or mark the test @pytest.mark.mgpu_gpus("
                 f"{n_local}) so it is skipped where they are missing."
             )
+        overrides = endpoint_overrides(spec.extra_args)
+        if overrides and not self._allow_host_override:
+            raise EngineStartError(
+                f"the engine args carry {' and '.join(overrides)}; expected pytest-mgpu to choose where the engine "
+                "listens (127.0.0.1 on a free port): another address exposes it beyond this machine, and another "
+                "port is not the one health and the load generator use. Drop them, or pass "
+                "--mgpu-allow-host-override to keep them."
+            )
+        if overrides:
+            self.warnings.append(
+                f"engine args override {' and '.join(overrides)} for {spec.label()} (--mgpu-allow-host-override): "
+                "the engine may listen beyond 127.0.0.1, reachable by anyone who can reach this machine")
         lease = self._lease(n_local, prefer)
         try:
             devices = tuple(self.topology.devices[i] for i in lease.devices)
@@ -165,7 +185,7 @@ class EnginePool:
             self._counter += 1
             log_path = self.log_dir / f"engine-{self._counter:02d}-{spec.engine}-tp{spec.tp}-pp{spec.pp}.log"
             with self._quiet():
-                plan, process = (self._spawn(spec, devices, log_path) if setup is None
+                plan, process = (self._spawn(spec, devices, log_path, lease.fds) if setup is None
                                  else self._spawn_nodes(spec, setup, lease.devices, log_path))
         except BaseException:
             lease.release()
@@ -182,6 +202,7 @@ class EnginePool:
             startup_s=process.startup_s,
             tokenizer_path=spec.model if Path(spec.model).is_dir() else None,
             compile_cache_warm=compile_cache_warm(read_tail(log_path, 4 * TAIL_BYTES)),
+            api_key=process.api_key,
         )
         if setup is not None:  # multi-node
             server = self._with_nodes(server, setup, process)
@@ -189,13 +210,14 @@ class EnginePool:
         self.events.append(f"started {spec.label()} on devices {lease.devices} in {process.startup_s:.1f} s")
         return server
 
-    def _spawn(self, spec: EngineSpec, devices: tuple[Device, ...], log_path: Path) -> tuple[LaunchPlan, EngineProcess]:
+    def _spawn(self, spec: EngineSpec, devices: tuple[Device, ...], log_path: Path,
+               hold_fds: tuple[int, ...] = ()) -> tuple[LaunchPlan, EngineProcess]:
         """Start on a free port; a port taken between choosing and binding it is retried on another."""
         for attempt in range(1, PORT_ATTEMPTS + 1):
             port = self._pick_port()
             request = LaunchRequest(spec=spec, devices=devices, port=port, work_dir=str(log_path.parent))
             plan = self.registry.plan(request)
-            process = EngineProcess(plan, log_path)
+            process = EngineProcess(plan, log_path, api_key=self._api_key, hold_fds=hold_fds)
             on_wait, label = self._on_wait, spec.label()
             waiting = functools.partial(_report_wait, on_wait, label, log_path) if on_wait else None
             t0 = time.monotonic()

@@ -15,11 +15,14 @@ import socket
 import subprocess
 import time
 import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pytest_mgpu import probe_http
+from pytest_mgpu.redact import api_key_arg, redact_args, redact_text, secret_values
 
 if TYPE_CHECKING:
     from pytest_mgpu.engines.reaper import Reaper
@@ -40,12 +43,13 @@ class EngineTeardownError(EngineError):
 LOG_TAIL_LINES = 25
 
 
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES, secrets: Iterable[str] = ()) -> str:
+    """The last lines of an engine log, secrets masked (an engine may echo its argv or env)."""
     try:
         text = path.read_text(errors="replace").splitlines()
     except OSError:
         return "(no log)"
-    return "\n".join(text[-lines:])
+    return redact_text("\n".join(text[-lines:]), secrets)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -66,9 +70,8 @@ def check_port_free(port: int, host: str = "127.0.0.1") -> None:
             ) from None
 
 
-def session_members(sid: int) -> list[int]:
-    """Pids whose session id is `sid` (the engine and every descendant that did not setsid)."""
-    pids = []
+def _live_pids() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the /proc/PID/stat fields after the command) of every process but zombies."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -78,9 +81,55 @@ def session_members(sid: int) -> list[int]:
             continue
         # fields after the parenthesised command: state ppid pgrp session ...
         fields = stat.rpartition(")")[2].split()
-        if len(fields) > 3 and int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(entry))
-    return pids
+        if len(fields) > 3 and fields[0] != "Z":
+            yield int(entry), fields
+
+
+def session_members(sid: int) -> list[int]:
+    """Pids whose session id is `sid` (the engine and every descendant that did not setsid)."""
+    return [pid for pid, fields in _live_pids() if int(fields[3]) == sid]
+
+
+def listening_inodes(port: int) -> set[int] | None:
+    """Socket inodes listening on TCP `port` (IPv4 and IPv6); None where /proc/net cannot be read."""
+    found: set[int] = set()
+    readable = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        readable = True
+        for line in lines:
+            cols = line.split()  # sl local_address rem_address st ... inode (10th)
+            if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                found.add(int(cols[9]))
+    return found if readable else None
+
+
+def socket_holders(inodes: set[int], pids: Iterable[int]) -> list[int]:
+    """Which of `pids` hold an open descriptor on one of the sockets `inodes`."""
+    wanted = {f"socket:[{i}]" for i in inodes}
+    holders = []
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                    holders.append(pid)
+                    break
+    return holders
+
+
+def _describe_pid(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        cmd = "?"
+    return f"pid {pid} ({' '.join(redact_args(cmd.split()))[:200]})"
 
 
 def session_cores(sid: int) -> list[int]:
@@ -126,9 +175,15 @@ class LaunchPlan:
 class EngineProcess:
     """One engine process group. Use `start()`, then `stop()` on every path (it is idempotent)."""
 
-    def __init__(self, plan: LaunchPlan, log_path: Path) -> None:
+    def __init__(self, plan: LaunchPlan, log_path: Path, *, api_key: str | None = None,
+                 hold_fds: Sequence[int] = ()) -> None:
+        """`api_key`: sent to the health URL (the engine's own `--api-key` or VLLM_API_KEY wins); `hold_fds`: lock
+        descriptors (the device lease) the watchdog keeps open until the engine's group is gone."""
         self.plan = plan
         self.log_path = log_path
+        self.api_key = api_key_arg(plan.argv) or plan.env.get("VLLM_API_KEY") or api_key
+        self.hold_fds = tuple(hold_fds)
+        self._secrets = secret_values(plan.argv, plan.env)
         self._proc: subprocess.Popen[bytes] | None = None
         self._reaper: Reaper | None = None
         self.startup_s: float | None = None
@@ -172,7 +227,8 @@ class EngineProcess:
         from pytest_mgpu.engines.reaper import Reaper  # (a cycle at import time otherwise)
 
         try:
-            self._reaper = Reaper(self._proc.pid, self.log_path)  # kills the group if pytest itself is killed
+            # kills the group if pytest itself is killed, and holds the lease until the group is gone
+            self._reaper = Reaper(self._proc.pid, self.log_path, hold_fds=self.hold_fds)
         except BaseException:
             self.stop()
             raise
@@ -192,24 +248,48 @@ class EngineProcess:
                 raise EngineStartError(
                     f"the engine exited with code {code} while starting, after {time.monotonic() - t0:.0f} s; "
                     f"expected it to answer {self.plan.health_url}.\n"
-                    f"Last lines of its log {self.log_path}:\n{log_tail(self.log_path)}"
+                    f"Last lines of its log {self.log_path}:\n{log_tail(self.log_path, secrets=self._secrets)}"
                 )
             self.check_companions()
             if self._healthy():
+                self._check_listener_is_ours()
                 return
             if time.monotonic() - t0 > timeout_s:
                 raise EngineStartError(
                     f"the engine did not become healthy within {timeout_s:.0f} s (--mgpu-start-timeout); "
                     f"it is still running but {self.plan.health_url} does not answer 200.\n"
-                    f"Last lines of its log {self.log_path}:\n{log_tail(self.log_path)}"
+                    f"Last lines of its log {self.log_path}:\n{log_tail(self.log_path, secrets=self._secrets)}"
                 )
             if on_wait is not None:
                 on_wait(time.monotonic() - t0)
             time.sleep(0.5)
 
+    def _check_listener_is_ours(self) -> None:
+        """Raise unless the socket listening on the health port belongs to the engine's session.
+
+        Any HTTP 200 is not proof: a foreign server on the port (taken between choosing and
+        binding it, or an old engine nobody stopped) would be measured instead. Failing at once
+        is better than waiting out the start timeout: our engine cannot bind a port already taken.
+        """
+        assert self._proc is not None
+        port = urllib.parse.urlsplit(self.plan.health_url).port
+        inodes = listening_inodes(port) if port else None
+        if inodes is None:  # no /proc/net here: nothing to check against
+            return
+        if socket_holders(inodes, session_members(self._proc.pid)):
+            return
+        others = socket_holders(inodes, (pid for pid, _ in _live_pids()))
+        who = ", ".join(map(_describe_pid, others)) or "a process this user cannot inspect"
+        # "address already in use" lets the pool retry on another port
+        raise EngineStartError(
+            f"someone else answers on port {port}: {who}; expected the engine (process group {self._proc.pid}) "
+            f"to listen there (address already in use by another process). Stop that process, or let pytest-mgpu "
+            f"pick another port; the engine's log: {self.log_path}"
+        )
+
     def _healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(self.plan.health_url, timeout=2) as resp:
+            with probe_http.get(self.plan.health_url, timeout_s=2, api_key=self.api_key) as resp:
                 return bool(resp.status == 200)
         except (urllib.error.URLError, OSError, ValueError):
             return False
@@ -246,4 +326,5 @@ class EngineProcess:
 
 
 def argv_str(argv: Sequence[str]) -> str:
-    return " ".join(argv)
+    """A command line for people to read: secret flag values masked."""
+    return " ".join(redact_args(argv))

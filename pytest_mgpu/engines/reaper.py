@@ -6,6 +6,11 @@ vLLM holding the GPUs, the port and the memory. The watchdog runs in its own ses
 a pipe whose only writer is pytest: a byte means "stopped properly, go", end-of-file means
 pytest is gone, so it kills the engine's session (TERM, then KILL) and exits.
 
+It also holds the engine's device lease: it inherits the lock descriptors, and flock locks live
+as long as any descriptor of them is open. The kernel frees pytest's copy the moment pytest is
+SIGKILLed, but the watchdog's copy stays until the engine's group is gone, so the next run
+cannot lease devices an orphaned engine still occupies.
+
     python -m pytest_mgpu.engines.reaper SID [GRACE_S]
 """
 
@@ -15,6 +20,7 @@ import contextlib
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_mgpu.engines.process import kill_session, session_members
@@ -25,11 +31,13 @@ DISMISS = b"x"
 class Reaper:
     """pytest's end of one engine's watchdog: `dismiss()` once the engine was stopped properly."""
 
-    def __init__(self, sid: int, log_path: Path, grace_s: float = 5.0) -> None:
+    def __init__(self, sid: int, log_path: Path, grace_s: float = 5.0, hold_fds: Sequence[int] = ()) -> None:
+        """`hold_fds`: the lease's lock descriptors, kept open by the watchdog until the engine is gone."""
         with open(log_path, "ab") as log:  # the watchdog's words go into the engine's own log
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "pytest_mgpu.engines.reaper", str(sid), str(grace_s)],
                 stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True,
+                pass_fds=tuple(fd for fd in hold_fds if fd >= 0),
             )
 
     def dismiss(self) -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_mgpu.redact import redact_args
+
 
 @dataclass(frozen=True)
 class EngineSpec:
@@ -30,7 +32,7 @@ class EngineSpec:
         return self.tp * self.pp
 
     def key(self) -> dict[str, Any]:
-        """The spec as baselines key it (model by name, not by path)."""
+        """The spec as baselines key it (model by name, not by path; secret arg values masked, env left out)."""
         return {
             "engine": self.engine,
             "model": Path(self.model).name if Path(self.model).is_absolute() else self.model,
@@ -38,14 +40,20 @@ class EngineSpec:
             "pp": self.pp,
             "n_devices": self.n_devices,
             "device_kind": self.device_kind,
-            "extra_args": list(self.extra_args),
+            "extra_args": list(redact_args(self.extra_args)),
             **({"nodes": self.nodes} if self.nodes > 1 else {}),  # multi-node: absent on one node (old keys hold)
         }
 
     def label(self) -> str:
+        """For people: reports, summaries, error messages (secret arg values masked, env never shown)."""
         s = f"{self.engine} tp={self.tp} pp={self.pp} devices={self.n_devices}"
         s += f" nodes={self.nodes}" if self.nodes > 1 else ""  # multi-node
-        return s + (f" {' '.join(self.extra_args)}" if self.extra_args else "")
+        return s + (f" {' '.join(redact_args(self.extra_args))}" if self.extra_args else "")
+
+
+def endpoint_overrides(args: tuple[str, ...]) -> list[str]:
+    """`--host`/`--port` among a user's engine args: they would win over where pytest-mgpu has the engine listen."""
+    return [flag for flag in ("--host", "--port") if any(a == flag or a.startswith(flag + "=") for a in args)]
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,8 @@ class EngineServer:
     compile_cache_warm: bool | None = field(default=None, compare=False)  # from its log (engines/phases.py)
     nodes: tuple[EngineNode, ...] = ()  # multi-node: every node, head first (empty on one node)
     node_link: str | None = None  # multi-node: what joins the nodes ("gloo/TCP loopback", "NCCL NET/IB")
+    # Sent as `Authorization: Bearer` by every client; never printed (left out of repr and comparisons).
+    api_key: str | None = field(default=None, repr=False, compare=False, hash=False)
 
     @property
     def n_devices(self) -> int:

@@ -31,6 +31,7 @@ import json
 import os
 import random
 import socket
+import stat
 import sys
 import time
 from collections.abc import Mapping
@@ -54,9 +55,43 @@ class LeaseTimeout(HardwareError, TimeoutError):
     """The devices exist but others held them for the whole timeout; the message names the holders."""
 
 
+class LockDirError(HardwareError, ValueError):
+    """The lock directory is not ours alone (another owner, writable by others, a symlink)."""
+
+
 def default_lock_dir() -> Path:
-    """`$TMPDIR/pytest-mgpu-locks-<uid>`: shared by every pytest process of this user on this box."""
+    """`$TMPDIR/pytest-mgpu-locks-<uid>`: shared by every pytest process of this user on this box.
+
+    The name is predictable, so `ensure_private_dir` checks it before any lock file is opened.
+    """
     return Path(os.environ.get("TMPDIR", "/tmp")) / f"pytest-mgpu-locks-{os.getuid()}"
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create `path` 0700, or accept an existing one only if it is a real directory of ours that
+    nobody else may write; raise LockDirError saying what was found and what to do otherwise.
+
+    In a shared /tmp anyone can create our predictable directory first and plant symlinks in it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    st = os.lstat(path)
+    fix = ("Remove it if it is a stale one of yours, or pass --mgpu-lock-dir DIR (a directory of yours, "
+           "mode 0700) to lease through another one.")
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
+        raise LockDirError(f"the lock directory {path} is {kind}; expected a directory owned by uid {os.getuid()}. "
+                           + fix)
+    if st.st_uid != os.getuid():
+        raise LockDirError(f"the lock directory {path} is owned by uid {st.st_uid} "
+                           f"(mode {stat.S_IMODE(st.st_mode):04o}); "
+                           f"expected one owned by this user (uid {os.getuid()}): another user could plant "
+                           "symlinks or hold locks there. " + fix)
+    if st.st_mode & 0o022:
+        raise LockDirError(f"the lock directory {path} has mode {stat.S_IMODE(st.st_mode):04o} (writable by others); "
+                           f"expected 0700: anyone could plant files there. Run `chmod 700 {path}`, or pass "
+                           "--mgpu-lock-dir DIR.")
 
 
 def _current_test() -> str:
@@ -79,7 +114,16 @@ class _LockFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:  # never through a symlink: a planted `cpu0.lock -> victim` would be written and truncated
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise LockDirError(f"the lock file {path} is a symlink (to {os.readlink(path)!r}); expected a plain "
+                               f"file. Someone planted it: remove it and check who can write {path.parent}.") from None
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            os.close(self.fd)
+            raise LockDirError(f"the lock file {path} is not a regular file; expected one. Remove it.")
 
     def try_lock(self, exclusive: bool) -> bool:
         return _try_flock(self.fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
@@ -100,7 +144,12 @@ class _LockFile:
 
 def _read_holder(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text() or "null")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            text = os.read(fd, 1 << 16).decode(errors="replace")
+        finally:
+            os.close(fd)
+        data = json.loads(text or "null")
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -140,6 +189,11 @@ class Lease(_Held):
     @property
     def released(self) -> bool:
         return self._box.fd < 0
+
+    @property
+    def fds(self) -> tuple[int, ...]:
+        """The open lock descriptors: a process that inherits them holds the lease as long as it lives."""
+        return tuple(lock.fd for lock in (*self._locks, self._box) if lock.fd >= 0)
 
     def release(self) -> None:
         """Give the devices back; a second call does nothing."""
@@ -197,7 +251,7 @@ class Leaser:
         if prefer is not None and tuple(sorted(prefer)) in sets:
             sets.remove(tuple(sorted(prefer)))
             sets.insert(0, tuple(sorted(prefer)))
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.lock_dir)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "test": holder or _current_test(),
                 "exclusive": exclusive}
         deadline = time.monotonic() + max(0.0, timeout_s)
@@ -211,12 +265,16 @@ class Leaser:
                         gate.close()
                         gate = None
                         box.write({**info, "since": time.time()})
-                    for devices in sets:
-                        locks = self._lock_all(devices)
-                        if locks is not None:
-                            for lock in locks:
-                                lock.write({**info, "since": time.time(), "devices": list(devices)})
-                            return Lease(devices, locks, box, exclusive)
+                    try:
+                        for devices in sets:
+                            locks = self._lock_all(devices)
+                            if locks is not None:
+                                for lock in locks:
+                                    lock.write({**info, "since": time.time(), "devices": list(devices)})
+                                return Lease(devices, locks, box, exclusive)
+                    except BaseException:  # e.g. a planted symlink: let the box go, then say so
+                        box.close(clear=exclusive)
+                        raise
                     box.close(clear=exclusive)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -233,7 +291,7 @@ class Leaser:
         A waiting measurement holds `quiet.intent` so a stream of start-ups cannot starve it.
         Raises LeaseTimeout naming the holder when the box stayed busy for `timeout_s`.
         """
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.lock_dir)
         path = self.lock_dir / "quiet.lock"
         started = time.monotonic()
         delay = _BACKOFF_START_S
@@ -308,7 +366,12 @@ class Leaser:
     def _lock_all(self, devices: tuple[int, ...]) -> list[_LockFile] | None:
         taken: list[_LockFile] = []
         for index in devices:
-            lock = _LockFile(self.lock_path(index))
+            try:
+                lock = _LockFile(self.lock_path(index))
+            except BaseException:
+                for t in taken:
+                    t.close()
+                raise
             if not lock.try_lock(exclusive=True):
                 lock.close()
                 for t in taken:

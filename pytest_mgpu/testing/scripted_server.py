@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_mgpu import probe_http
 from pytest_mgpu.engines.spec import EngineServer, EngineSpec
 
 
@@ -306,7 +307,7 @@ class ScriptedServer:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.base_url + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with probe_http.send(req, timeout_s=30) as resp:
             return json.load(resp)
 
     def set_script(self, script: Script) -> None:

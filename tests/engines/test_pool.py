@@ -26,6 +26,8 @@ FAKE = str(Path(__file__).with_name("fake_engine.py"))
 
 
 class _Lease:
+    fds: tuple[int, ...] = ()  # no lock files: nothing for the watchdog to hold
+
     def __init__(self, held: set[int], devices: tuple[int, ...]) -> None:
         self._held, self.devices = held, devices
 

@@ -7,6 +7,9 @@ these claims are in test_vllm_cpu.py and test_user_contract.py.
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import re
 import signal
 import subprocess
@@ -118,3 +121,39 @@ def test_sigkilled_pytest_leaves_no_engine_behind(pytester: pytest.Pytester, tmp
         time.sleep(0.2)
     assert session_members(pid) == [], "a SIGKILLed pytest left engine processes behind"
     assert f"pytest exited without stopping engine session {pid}; killing" in log.read_text()
+
+
+def _device_locks(lock_dir: Path) -> list[Path]:
+    """The device lock files the inner pytest's lease wrote its holder into (not box/quiet)."""
+    return [p for p in sorted(lock_dir.glob("*.lock")) if p.read_text() and "devices" in json.loads(p.read_text())]
+
+
+def _held(path: Path) -> bool:
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_sigkilled_pytest_keeps_the_lease_until_the_engine_is_gone(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """The kernel frees pytest's lock descriptors at SIGKILL; the watchdog's copies stay until the engine is gone,
+    so the next run cannot lease devices an orphaned engine still occupies."""
+    proc, pid, _ = _start_long_test(pytester, tmp_path, "stubborn")  # ignores SIGTERM: lives ~5 s after the kill
+    locks = _device_locks(tmp_path)
+    assert locks and all(_held(p) for p in locks)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert session_members(pid), "the engine is already gone: nothing to prove"
+    assert all(_held(p) for p in locks), "the lease was freed while the orphaned engine still ran"
+    deadline = time.monotonic() + 20
+    while session_members(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert session_members(pid) == []
+    deadline = time.monotonic() + 5  # the watchdog exits right after the group is gone
+    while any(_held(p) for p in locks) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_held(p) for p in locks), "the lease outlived the engine"

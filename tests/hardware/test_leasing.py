@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pytest_mgpu.hardware.leasing import LeaseError, Leaser, LeaseTimeout, default_lock_dir
+from pytest_mgpu.hardware.leasing import LeaseError, Leaser, LeaseTimeout, LockDirError, default_lock_dir
 from pytest_mgpu.hardware.snapshot import write_snapshot
 from pytest_mgpu.hardware.topology import Device, LinkClass, Topology
 
@@ -228,3 +229,49 @@ def test_start_ups_overlap_but_a_queued_measurement_goes_first(
     with here.quiet(measuring=False, timeout_s=5):
         pass
     assert released["event"] == "released"
+
+
+def test_default_lock_dir_is_created_private(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    Leaser(default_lock_dir(), _box(1)).acquire(1, timeout_s=0).release()
+    st = os.lstat(default_lock_dir())
+    assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o700, os.getuid())
+    assert stat.S_IMODE(os.lstat(Leaser(default_lock_dir(), _box(1)).lock_path(0)).st_mode) == 0o600
+
+
+def test_a_planted_symlink_lock_leaves_its_victim_untouched(lock_dir: Path, tmp_path: Path) -> None:
+    leaser = Leaser(lock_dir, _box(1))
+    lock_dir.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    leaser.lock_path(0).symlink_to(victim)
+    with pytest.raises(LockDirError, match=r"GPU-test-0\.lock is a symlink .*victim.*remove it"):
+        leaser.acquire(1, timeout_s=0)
+    assert victim.read_text() == "precious\n"
+    leaser.lock_path(0).unlink()
+    leaser.acquire(1, timeout_s=0).release()  # nothing was left held by the failed try
+
+
+def test_a_lock_dir_writable_by_others_is_refused(lock_dir: Path) -> None:
+    lock_dir.mkdir()
+    os.chmod(lock_dir, 0o777)
+    with pytest.raises(LockDirError, match=rf"{lock_dir} has mode 0777 .*expected 0700.*--mgpu-lock-dir"):
+        Leaser(lock_dir, _box(1)).acquire(1, timeout_s=0)
+    with pytest.raises(LockDirError, match="mode 0777"):
+        Leaser(lock_dir, _box(1)).quiet(measuring=True, timeout_s=0)
+    assert list(lock_dir.iterdir()) == []  # refused before any file was created
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the directory to another user (os.chown)")
+def test_a_lock_dir_of_another_user_is_refused(lock_dir: Path) -> None:
+    lock_dir.mkdir(mode=0o700)
+    os.chown(lock_dir, 65534, 65534)
+    with pytest.raises(LockDirError, match=rf"{lock_dir} is owned by uid 65534 .*--mgpu-lock-dir"):
+        Leaser(lock_dir, _box(1)).acquire(1, timeout_s=0)
+
+
+def test_a_symlinked_lock_dir_is_refused(lock_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    lock_dir.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(LockDirError, match=rf"{lock_dir} is a symlink"):
+        Leaser(lock_dir, _box(1)).acquire(1, timeout_s=0)

@@ -22,11 +22,14 @@ mkdir -p "$results"
 log() { echo "$(date -u +%H:%M:%S) $*" | tee -a "$results/progress.log"; }
 cd "$repo"
 
+site=""  # a fresh private directory per run: never a fixed shared path that someone else could plant
 if [ "$stash" != none ]; then
   log "install bundle"
-  bash tools/gpu/install_bundle.sh "$stash" >> "$results/install.log" 2>&1 || { log "install FAILED"; exit 1; }
+  site=$(mktemp -d "${TMPDIR:-/tmp}/mgpu-site.XXXXXXXX")
+  bash tools/gpu/install_bundle.sh "$stash" "$site" >> "$results/install.log" 2>&1 || { log "install FAILED"; exit 1; }
+  log "installed into $site"
 fi
-export PYTHONPATH=/tmp/site:$repo PYTHONUNBUFFERED=1
+export PYTHONPATH=${site:+$site:}$repo PYTHONUNBUFFERED=1
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 model=${MGPU_GPU_MODEL:-/root/models/llama-3.1-8b-dummy}
 [ -f "$model/config.json" ] || python3 tools/gpu/make_dummy_llama.py "$model" 8b >> "$results/install.log" 2>&1
