@@ -118,10 +118,12 @@ class HistoryStore:
         with self._begin() as conn:
             run_id = conn.execute(select(runs.c.id).where(runs.c.uuid == run.uuid)).scalar_one_or_none()
             if run_id is None:
-                run_id = conn.execute(insert(runs).values(
+                key = conn.execute(insert(runs).values(
                     uuid=run.uuid, started_utc=run.started_utc, finished_utc=run.finished_utc,
                     git_commit=run.git_commit, host=run.host, pytest_mgpu=run.pytest_mgpu, source=run.source,
-                    ci_run_id=run.ci_run_id)).inserted_primary_key[0]
+                    ci_run_id=run.ci_run_id)).inserted_primary_key
+                assert key is not None  # an INSERT of one row always has one
+                run_id = key[0]
             uuids = [r.uuid for r in rows]
             have = set(conn.execute(select(measurements.c.uuid).where(measurements.c.uuid.in_(uuids))).scalars())
             new = [r for r in {r.uuid: r for r in rows}.values() if r.uuid not in have]
