@@ -19,7 +19,10 @@ from pathlib import Path
 
 from pytest_mgpu.engines.launchers import TINY_MODEL
 
-_HOG = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True:\n    pass\n"
+# Spins until its parent (the test) is gone: a pytest killed by SIGTERM or SIGKILL runs no finalizer,
+# and a hog left behind (in a session of its own) ate a core for an hour here.
+_HOG = ("import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nparent = os.getppid()\n"
+        "while os.getppid() == parent:\n    for _ in range(200_000):\n        pass\n")
 
 
 @contextmanager
