@@ -142,9 +142,9 @@ def pytest_mgpu_engines(registry):
     registry.add("mute", "cpu", mute_plan)
 ''')
     pytester.makepyfile("def test_x(mgpu_engine):\n    mgpu_engine(tp=1, engine='mute')\n")
-    result = _run(pytester, tmp_path, "--mgpu-start-timeout=3")
+    result = _run(pytester, tmp_path, "--mgpu-start-timeout=15")  # room for python to start on a busy box
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*EngineStartError: engine 'mute' (mute tp=1 pp=1 devices=1): the engine did not "
-                                 "become healthy within 3 s*"])
+                                 "become healthy within 15 s*"])
     pids = [int(p) for p in re.findall(r"MUTE_PID (\d+)", result.stdout.str())]
     assert len(pids) == 1 and not _alive(pids[0])
