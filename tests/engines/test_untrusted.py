@@ -134,14 +134,14 @@ def test_host_or_port_in_engine_args_is_refused_without_the_override(tmp_path: P
 
 OVERRIDE_CONFTEST = f"""
 import sys
-from pytest_mgpu.engines import launchers
-from pytest_mgpu.engines.process import LaunchPlan
+from pytest_mgpu.engines import LaunchPlan
 
 def _fake(req):  # stands in for a launcher that appends the user's args after its own --host/--port
     return LaunchPlan(argv=(sys.executable, {FAKE!r}, str(req.port), "ok", *req.spec.extra_args), env={{}},
                       health_url=f"http://{{req.host}}:{{req.port}}/health")
 
-launchers.LAUNCHERS[("fake", "cpu")] = _fake
+def pytest_mgpu_engines(registry):
+    registry.add("fake", "cpu", _fake)
 """
 
 
