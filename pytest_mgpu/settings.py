@@ -172,6 +172,8 @@ OPTIONS: tuple[Option, ...] = (
            "'ssh {host}' ({cmd}: the remote command as one word)", _node_launcher, "local", "LAUNCHER"),
     Option("api_key", "API key sent as 'Authorization: Bearer KEY' to the engine (never printed; an engine's own "
            "--api-key argument wins)", str, None, "KEY"),
+    Option("client_processes", "Load-generator processes; more than 1 spreads a high-concurrency load (tens of "
+           "thousands of tokens/s) over that many event loops (docs/measurement-fidelity.md)", _positive_int, 1, "N"),
     Option("allow_host_override", "Let engine args carry --host/--port (the server may then listen beyond "
            "127.0.0.1; the summary warns)", _bool, False, flag=True),
 )
@@ -202,6 +204,7 @@ class Settings:
     history: str | None = None  # resolved against the rootdir by pytest_mgpu.history.gate.get_history
     api_key: str | None = field(default=None, repr=False)  # a secret: never in repr, reports or logs
     allow_host_override: bool = False
+    client_processes: int = 1
 
     def describe(self) -> str:
         return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))

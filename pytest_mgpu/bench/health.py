@@ -56,6 +56,7 @@ class ClientHealth:
     loop_lag_max_ms: float = 0.0
     queue_p99_ms: float = 0.0  # waiting for a concurrency slot (closed loop; expected)
     loop_stalled_fraction: float = 0.0  # sum of loop lag beyond 1 ms / wall: how long the client was away
+    processes: float = 1.0  # client processes that drove the load (--mgpu-client-processes)
 
     @classmethod
     def measure(cls, wall_s: float, cpu_s: float, dispatch_lags_s: Sequence[float],

@@ -185,4 +185,5 @@ def drive_processes(url: str, requests: Sequence[Prepared], offsets_s: Sequence[
         records += [dataclasses.replace(r, index=idx[r.index]) for r in run.records]
     records.sort(key=lambda r: r.index)
     return RunRecords(tuple(records), max(run.duration_s for run in runs.values() if run is not None),
-                      ClientHealth.worst(run.health for run in runs.values() if run is not None))
+                      dataclasses.replace(ClientHealth.worst(run.health for run in runs.values() if run is not None),
+                                          processes=float(len(parts))))

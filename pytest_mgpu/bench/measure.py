@@ -58,6 +58,7 @@ def measure(session: MgpuSession, server: EngineServer, workload: Workload, *, r
             result = run_bench(server, workload, repeats=repeats, hardware=hardware, seed_offset=offset,
                                progress=measurement_progress(session.config, server.spec.label()),
                                request_timeout_s=session.settings.request_timeout,
+                               client_processes=session.settings.client_processes,
                                liveness=liveness_of(session, server))
         except Exception as exc:
             raise explain_engine_death(session, server, exc) from exc

@@ -73,15 +73,20 @@ REQUIREMENT_KEY = pytest.StashKey[Requirement]()
 VERDICT_KEY = pytest.StashKey[Verdict]()
 
 
-def _gpus(item: pytest.Item, mark: pytest.Mark) -> int:
-    where = f"{item.nodeid}: @pytest.mark.{GPUS_MARKER}"
+def _count_arg(item: pytest.Item, mark: pytest.Mark, what: str) -> int:
+    """The single count argument n of `mgpu_gpus(n)` or `mgpu_nodes(n)`; MarkerError naming the test otherwise."""
+    where = f"{item.nodeid}: @pytest.mark.{mark.name}{_call(mark)}"
     if len(mark.args) + len(mark.kwargs) != 1 or (mark.kwargs and "n" not in mark.kwargs):
-        raise MarkerError(f"{where}{_call(mark)}: expected exactly one argument, the number of devices, "
-                          f"e.g. @pytest.mark.{GPUS_MARKER}(2)")
+        raise MarkerError(f"{where}: expected exactly one argument, the number of {what}, "
+                          f"e.g. @pytest.mark.{mark.name}(2)")
     n = mark.args[0] if mark.args else mark.kwargs["n"]
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise MarkerError(f"{where}{_call(mark)}: n={n!r} is not a number of devices; expected an integer >= 1")
+        raise MarkerError(f"{where}: n={n!r} is not a number of {what}; expected an integer >= 1")
     return n
+
+
+def _gpus(item: pytest.Item, mark: pytest.Mark) -> int:
+    return _count_arg(item, mark, "devices")
 
 
 def _call(mark: pytest.Mark) -> str:
@@ -155,14 +160,7 @@ def nodes_required(item: pytest.Item) -> int | None:
     mark = item.get_closest_marker(NODES_MARKER)
     if mark is None:
         return None
-    where = f"{item.nodeid}: @pytest.mark.{NODES_MARKER}{_call(mark)}"
-    if len(mark.args) + len(mark.kwargs) != 1 or (mark.kwargs and "n" not in mark.kwargs):
-        raise MarkerError(f"{where}: expected exactly one argument, the number of nodes, e.g. "
-                          f"@pytest.mark.{NODES_MARKER}(2)")
-    n = mark.args[0] if mark.args else mark.kwargs["n"]
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise MarkerError(f"{where}: n={n!r} is not a number of nodes; expected an integer >= 1")
-    return n
+    return _count_arg(item, mark, "nodes")
 
 
 def available_nodes(hosts: tuple[str, ...], launcher: str, n_devices: int) -> tuple[int, str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +48,7 @@ def test_two_processes_measure_what_one_does(server: ScriptedServer, tok_path: s
         two = run_bench(srv, W, client_processes=2)
         stats = server.stats()
         assert two.completed == one.completed == 24
+        assert (one.client.processes, two.client.processes) == (1, 2)
         assert [r.index for r in two.requests[0]] == list(range(24))  # merged in request order
         assert max(one_peak, stats.max_in_flight) <= 4  # the cap holds across processes
         assert len(stats.ids("*-r0-*")) == 24
@@ -60,3 +63,27 @@ def test_two_processes_measure_what_one_does(server: ScriptedServer, tok_path: s
     assert attempts[-1][1] < 20.0, f"median receive error (one process, two) in every attempt: {attempts}"
     with pytest.raises(ValueError, match="client_processes must be >= 1"):
         run_bench(srv, W, client_processes=0)
+
+
+def test_the_option_reaches_mgpu_bench_and_the_report(pytester: pytest.Pytester, server: ScriptedServer,
+                                                      tmp_path: Path) -> None:
+    """`--mgpu-client-processes 2` drives a user's `mgpu_bench` with two processes, and the report says so."""
+    server.set_script(Script(Behavior(ttft_s=0.01, itl_s=0.002)))
+    pytester.makepyfile(test_two="""
+from pytest_mgpu import Workload
+
+def test_two(mgpu_engine, mgpu_bench):
+    result = mgpu_bench(mgpu_engine(tp=1), Workload(input_len=8, output_len=6, num_prompts=8, max_concurrency=4),
+                        repeats=1)
+    assert result.completed == 8
+    assert result.client.processes == 2
+""")
+    report = tmp_path / "r.json"
+    result = pytester.runpytest_subprocess(
+        "--mgpu-engine=external", f"--mgpu-base-url={server.base_url}", f"--mgpu-lock-dir={tmp_path / 'locks'}",
+        "--mgpu-client-processes=2", f"--mgpu-report={report}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    (record,) = json.loads(report.read_text())["records"]
+    assert record["result"]["client"]["processes"] == 2
+    bad = pytester.runpytest_subprocess("--mgpu-client-processes=0", "-p", "no:cacheprovider")
+    bad.stderr.fnmatch_lines(["*invalid value '0' for command line --mgpu-client-processes*"])

@@ -146,5 +146,5 @@ def pytest_mgpu_engines(registry):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*EngineStartError: engine 'mute' (mute tp=1 pp=1 devices=1): the engine did not "
                                  "become healthy within 15 s*"])
-    pids = [int(p) for p in re.findall(r"MUTE_PID (\d+)", result.stdout.str())]
+    pids = sorted({int(p) for p in re.findall(r"MUTE_PID (\d+)", result.stdout.str())})  # also in the log tail
     assert len(pids) == 1 and not _alive(pids[0])

@@ -18,6 +18,7 @@ EXPECTED: dict[str, Direction] = {
     "request_throughput": H, "output_throughput": H, "total_token_throughput": H, "request_goodput": H,
     "output_throughput_per_gpu": H, "total_token_throughput_per_gpu": H, "request_throughput_per_gpu": H,
     "interactivity": H, "tokens_per_joule": H, "mbu": H,
+    "engine_startup_s": L, "engine_compile_cache_warm": N,
     **{f"{stat}_{lat}_ms": (N if stat == "std" else L)
        for lat in ("ttft", "tpot", "itl", "e2el") for stat in ("mean", "median", "std", "p90", "p99")},
 }
