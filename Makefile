@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 test: lint
-	PYTHONUNBUFFERED=1 $(PY) -m pytest tests -ra --durations=15
+	PYTHONUNBUFFERED=1 $(PY) -m pytest tests -ra --durations=30
 
 perf: $(STAMP)
 	mkdir -p $(REPORTS)
