@@ -62,7 +62,9 @@ class Requirement:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class PlacementVerdict:
+    """What a topology marker decides for one test: run on these devices, warn and run on the best, or skip."""
+
     action: Action
     reason: str  # "" when the requirement is met
     devices: tuple[int, ...] | None  # the set the test should use (the best available one on 'warn')
@@ -70,7 +72,7 @@ class Verdict:
 
 APPROVED_DEVICES_KEY = pytest.StashKey[tuple[int, ...]]()
 REQUIREMENT_KEY = pytest.StashKey[Requirement]()
-VERDICT_KEY = pytest.StashKey[Verdict]()
+VERDICT_KEY = pytest.StashKey[PlacementVerdict]()
 
 
 def _count_arg(item: pytest.Item, mark: pytest.Mark, what: str) -> int:
@@ -139,19 +141,19 @@ def _found(topology: Topology, devices: tuple[int, ...], same_numa: bool) -> str
     return text
 
 
-def judge(topology: Topology, req: Requirement, among: tuple[int, ...]) -> Verdict:
+def judge(topology: Topology, req: Requirement, among: tuple[int, ...]) -> PlacementVerdict:
     """Can the test have what it asks for among the devices this process may use?"""
     if req.n_devices > len(among):
         found = topology.describe(among) if among else "no devices"
-        return Verdict("skip", f"{req.describe()}; found {found}", None)
+        return PlacementVerdict("skip", f"{req.describe()}; found {found}", None)
     chosen = best_set(topology, req.n_devices, min_link=req.min_link, same_numa=req.same_numa, among=among)
     if chosen is not None:
-        return Verdict("run", "", chosen)
+        return PlacementVerdict("run", "", chosen)
     best = best_set(topology, req.n_devices, among=among)
     assert best is not None  # n <= len(among), and without constraints every set qualifies
     reason = f"{req.describe()}; found {_found(topology, best, req.same_numa)}"
     action = _ACTIONS[req.on_mismatch]
-    return Verdict(action, reason, best if action == "warn" else None)
+    return PlacementVerdict(action, reason, best if action == "warn" else None)
 
 
 # --- mgpu_nodes(n): multi-node engines (engines/multinode.py) ---
