@@ -65,7 +65,7 @@ def measure(session: MgpuSession, server: EngineServer, workload: Workload, *, r
         finally:
             telemetry = sampler.stop() if sampler is not None else None
     result = enrich(result, server, session.topology, telemetry)
-    result = result.with_findings(*diagnose(session.topology, server, result, telemetry, {"earlier": earlier}))
+    result = result.with_findings(*diagnose(session.topology, server, result, telemetry, earlier))
     notes = [f"telemetry: {n}" for n in telemetry.notes] if telemetry else []
     if quiet.waited_s >= 1.0:
         notes.append(f"waited {quiet.waited_s:.1f} s for other processes on this machine to finish measuring "

@@ -8,7 +8,7 @@ One module per family registers its detectors: `devices` (idle-devices, shared-d
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pytest_mgpu.diagnose import affinity, clocks, devices, links, roofline  # noqa: F401  (they register)
 from pytest_mgpu.diagnose.registry import CODES, DETECTORS, Context, declare, detector
@@ -24,9 +24,9 @@ __all__ = ["CODES", "DETECTORS", "Context", "Finding", "Severity", "declare", "d
 
 
 def diagnose(topology: Topology, server: EngineServer, result: BenchResult, telemetry: Telemetry | None = None,
-             extra: dict[str, Any] | None = None) -> list[Finding]:
-    """Every registered detector's findings for one measurement."""
-    ctx = Context(topology=topology, server=server, result=result, telemetry=telemetry, extra=dict(extra or {}))
+             earlier: tuple[BenchResult, ...] = ()) -> list[Finding]:
+    """Every registered detector's findings for one measurement (`earlier`: this session's results before it)."""
+    ctx = Context(topology=topology, server=server, result=result, telemetry=telemetry, earlier=earlier)
     findings: list[Finding] = []
     for detect in DETECTORS.values():
         findings.extend(detect(ctx))

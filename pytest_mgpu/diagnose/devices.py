@@ -27,7 +27,7 @@ def _same_setup(a: Any, b: Any) -> bool:
 
 def _reference(ctx: Context) -> Any:
     """An earlier result of this session with the same setup on exactly tp*pp devices, if any."""
-    for earlier in reversed(ctx.extra.get("earlier", ())):
+    for earlier in reversed(ctx.earlier):
         if (earlier.spec.get("n_devices") == ctx.server.spec.world_size and _same_setup(earlier, ctx.result)
                 and "output_throughput_per_gpu" in earlier.metrics):
             return earlier

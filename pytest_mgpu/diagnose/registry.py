@@ -9,8 +9,8 @@ Codes produced elsewhere (the load generator's `client-bound`) are declared here
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pytest_mgpu.findings import Finding
 
@@ -27,7 +27,7 @@ class Context:
     server: EngineServer
     result: BenchResult
     telemetry: Telemetry | None = None  # per-device summary of the measurement window, when a sampler ran
-    extra: dict[str, Any] = field(default_factory=dict)  # "earlier": results measured before, in this session
+    earlier: tuple[BenchResult, ...] = ()  # results measured before this one, in this session
 
     def rank_devices(self) -> tuple[int, ...]:
         """Topology indices of the devices the engine's ranks use (the first tp*pp allocated)."""

@@ -74,8 +74,8 @@ def result(srv: EngineServer, workload: Workload = WORKLOAD, **metrics: float) -
 
 
 def findings(topo: Topology, srv: EngineServer, res: BenchResult | None = None,
-             telemetry: Telemetry | None = None, **extra: Any) -> list[Finding]:
-    return diagnose(topo, srv, res or result(srv), telemetry, extra)
+             telemetry: Telemetry | None = None, earlier: tuple[BenchResult, ...] = ()) -> list[Finding]:
+    return diagnose(topo, srv, res or result(srv), telemetry, earlier)
 
 
 def codes(found: list[Finding]) -> list[str]:
