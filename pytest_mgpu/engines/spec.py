@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_mgpu.gate.measured import config_label
 from pytest_mgpu.redact import redact_args
 
 
@@ -46,9 +47,7 @@ class EngineSpec:
 
     def label(self) -> str:
         """For people: reports, summaries, error messages (secret arg values masked, env never shown)."""
-        s = f"{self.engine} tp={self.tp} pp={self.pp} devices={self.n_devices}"
-        s += f" nodes={self.nodes}" if self.nodes > 1 else ""  # multi-node
-        return s + (f" {' '.join(redact_args(self.extra_args))}" if self.extra_args else "")
+        return config_label(self.key())
 
 
 def endpoint_overrides(args: tuple[str, ...]) -> list[str]:

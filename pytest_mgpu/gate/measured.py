@@ -39,11 +39,15 @@ def workload_dict(workload: Any) -> dict[str, Any]:
 
 def label(result: Measured) -> str:
     """A short human name for the configuration, e.g. 'vllm tp=2 pp=1 devices=2'."""
-    spec = result.spec
+    return config_label(result.spec, result.hardware)
+
+
+def config_label(spec: Mapping[str, Any], hardware: Mapping[str, Any] | None = None) -> str:
+    """`label` from a spec and the hardware facts it ran on (the node link of a multi-node engine)."""
     text = f"{spec.get('engine', '?')} tp={spec.get('tp', '?')} pp={spec.get('pp', '?')}"
     text += f" devices={spec.get('n_devices', '?')}"
     if int(spec.get("nodes", 1)) > 1:  # multi-node: how many, and what joins them
-        link = (result.hardware or {}).get("node_link")
+        link = (hardware or {}).get("node_link")
         text += f" nodes={spec['nodes']}" + (f" over {link}" if link else "")
     extra = spec.get("extra_args") or ()
     return text + (" " + " ".join(str(a) for a in extra) if extra else "")

@@ -16,9 +16,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from pytest_mgpu.gate.measured import Measured, fingerprint, label
+from pytest_mgpu.gate.measured import Measured, config_label, fingerprint
 from pytest_mgpu.gate.store import dumps, entry_from_result, entry_key, plain
 from pytest_mgpu.redact import redact_args
 
@@ -63,11 +63,6 @@ class MeasurementRow:
         return None if self.verdict is None else str(self.verdict.get("outcome"))
 
 
-@dataclass(frozen=True)
-class _SpecOnly:
-    spec: Mapping[str, Any]
-
-
 def redacted_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The engine spec without secret values (and without env, which is private by definition)."""
     out = {k: v for k, v in spec.items() if k != "env"}
@@ -105,8 +100,9 @@ def row_from_result(nodeid: str, result: Measured, verdict: Mapping[str, Any] | 
     identity = dumps({"fp": fp, "nodeid": nodeid, "key": key, "when": when, "samples": entry.samples})
     return MeasurementRow(
         uuid=str(uuid.uuid5(_NAMESPACE, identity)), recorded_utc=when, fingerprint=fp, nodeid=nodeid,
-        spec_label=label(cast("Measured", _SpecOnly(spec))), spec_key=key, spec=spec, workload=entry.workload,
-        versions=entry.versions, samples=entry.samples, summary=entry.summary, findings=findings,
+        spec_label=config_label(spec, getattr(result, "hardware", None)), spec_key=key, spec=spec,
+        workload=entry.workload, versions=entry.versions, samples=entry.samples, summary=entry.summary,
+        findings=findings,
         verdict=dict(verdict) if verdict is not None else None)
 
 

@@ -85,6 +85,9 @@ def _start_long_test(pytester: pytest.Pytester, lock_dir: Path, model: str) -> t
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", f"--mgpu-lock-dir={lock_dir}"],
         cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # A suite started in the background (`make test &`, a CI runner's job) inherits SIGINT ignored, and a
+        # Python started with SIGINT ignored never turns Ctrl-C into KeyboardInterrupt: give it the default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None
     found: dict[str, str] = {}
@@ -105,7 +108,11 @@ def test_ctrl_c_stops_every_engine(pytester: pytest.Pytester, tmp_path: Path) ->
     proc, pid, _ = _start_long_test(pytester, tmp_path, "m")
     assert session_members(pid)
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=90)
+    try:
+        out, _ = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # never leave the inner pytest (and, through its watchdog, its engine) running
+        pytest.fail(f"pytest did not end within 90 s of Ctrl-C:\n{proc.communicate()[0]}")
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
     assert session_members(pid) == [], "Ctrl-C left engine processes behind"
 

@@ -162,3 +162,19 @@ def test_redacted_spec_masks_secret_flags_and_drops_env() -> None:
     spec = redacted_spec({"engine": "vllm", "extra_args": ["--api-key", "sk-123456", "--hf-token=hf_abcdef"],
                           "env": [["HF_TOKEN", "hf_abcdef"]]})
     assert spec == {"engine": "vllm", "extra_args": ["--api-key", "***", "--hf-token=***"]}
+
+
+def test_a_multi_node_measurement_becomes_a_row_named_with_its_node_link() -> None:
+    """The history row's label is the report's label: nodes and what joins them (CI once lost these rows)."""
+    from pytest_mgpu import BenchResult, Workload
+    from pytest_mgpu.history.rows import row_from_result
+
+    reps = ({"output_throughput_per_gpu": 90.0, "median_tpot_ms": 20.0},)
+    result = BenchResult(metrics=dict(reps[0]), n_devices=2, repeats=reps,
+                         spec={"engine": "vllm", "model": "tiny_model", "tp": 2, "pp": 1, "n_devices": 2, "nodes": 2,
+                               "extra_args": ["--api-key", "sk-123456"]},
+                         workload=Workload(), hardware={"fingerprint": "cpu-x", "node_link": "gloo/TCP loopback"},
+                         date="20261202-120000")
+    row = row_from_result("t.py::test_two_nodes", result, None)
+    assert row.spec_label == "vllm tp=2 pp=1 devices=2 nodes=2 over gloo/TCP loopback --api-key ***"
+    assert (row.fingerprint, row.recorded_utc) == ("cpu-x", "2026-12-02T12:00:00+00:00")
