@@ -218,21 +218,28 @@ class EnginePool:
             request = LaunchRequest(spec=spec, devices=devices, port=port, work_dir=str(log_path.parent))
             plan = self.registry.plan(request)
             process = EngineProcess(plan, log_path, api_key=self._api_key, hold_fds=hold_fds)
-            on_wait, label = self._on_wait, spec.label()
-            waiting = functools.partial(_report_wait, on_wait, label, log_path) if on_wait else None
-            t0 = time.monotonic()
             try:
-                process.start(self.start_timeout_s, on_wait=waiting)
-                if on_wait is not None:
-                    on_wait(label, process.startup_s or 0.0, "healthy")
+                self._start_with_progress(process, spec, log_path)
                 return plan, process
             except EngineStartError as exc:
-                if on_wait is not None:
-                    on_wait(label, time.monotonic() - t0, "failed")
                 if "address already in use" not in str(exc).lower() or attempt == PORT_ATTEMPTS:
                     raise EngineStartError(f"engine {spec.engine!r} ({spec.label()}): {exc}") from None
                 self.events.append(f"port {port} was taken before {spec.label()} could bind it; retrying")
         raise AssertionError("unreachable")
+
+    def _start_with_progress(self, process: EngineProcess, spec: EngineSpec, log_path: Path) -> None:
+        """`process.start`, with the start's elapsed time and phase shown (engines/phases.py), one or many nodes."""
+        on_wait, label = self._on_wait, spec.label()
+        waiting = functools.partial(_report_wait, on_wait, label, log_path) if on_wait else None
+        t0 = time.monotonic()
+        try:
+            process.start(self.start_timeout_s, on_wait=waiting)
+        except EngineStartError:
+            if on_wait is not None:
+                on_wait(label, time.monotonic() - t0, "failed")
+            raise
+        if on_wait is not None:
+            on_wait(label, process.startup_s or 0.0, "healthy")
 
     # --- multi-node (engines/multinode.py) ---
     def _node_setup(self, spec: EngineSpec) -> NodeSetup | None:
@@ -254,7 +261,7 @@ class EnginePool:
 
         nodes = plan_nodes(setup, devices, plan_one, master_port=master_port, head_log=log_path)
         process = MultiNodeProcess(nodes)
-        process.start(self.start_timeout_s)
+        self._start_with_progress(process, spec, log_path)
         return nodes[0].plan, process
 
     @staticmethod

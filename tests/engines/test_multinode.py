@@ -115,6 +115,8 @@ def test_sigkilled_pytest_leaves_no_node_behind(pytester: pytest.Pytester, tmp_p
         proc.kill()
         pytest.fail("the inner pytest never printed its nodes' pids:\n" + "".join(lines) + proc.communicate()[0])
     assert all(session_members(p) for p in pids)
+    # a multi-node start shows its progress like any other (CI logs: plain lines, then the last one)
+    assert any("engine vllm tp=2 pp=1 devices=2 nodes=2: healthy after" in line for line in lines), "".join(lines)
     proc.kill()
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 60
