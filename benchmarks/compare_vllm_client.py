@@ -2,10 +2,12 @@
 
 Alternates the clients (vLLM first on even rounds, ours first on odd ones, so drift in the
 engine cancels), each round with a fresh seed for all (no prefix-cache replays), and prints
-every tool's numbers and the ratios. Ours runs twice per round: with token-id prompts (its
-default: exact lengths, nothing for the server to tokenize) and with text prompts (the
-requests vLLM's client sends). The verdict compares like with like, the text run: output
-throughput and median TPOT within 2%, median TTFT within 3% (medians over the rounds).
+every tool's numbers and the ratios. Ours runs three times per round: with token-id prompts (its
+default: exact lengths, nothing for the server to tokenize), with its random prompts as text, and
+with the prompts vLLM's own random dataset makes (`get_samples`, as text: runs of consecutive
+vocabulary ids, so the server tokenizes the same kind of text for both clients). The verdict
+compares like with like, that last run: output throughput and median TPOT within 2%, median
+TTFT within 3% (paired per-round ratios, median over the rounds).
 
 TTFT, both numbers: vLLM's client spends time of its own between starting its clock and the
 request reaching the server (its `trust_env=True` session looks up proxy variables and ~/.netrc
@@ -106,19 +108,25 @@ def wait_quiet(engine_sid: int, max_cores: float, timeout_s: float) -> float:
             return load
 
 
-def run_vllm_client(base_url: str, model: str, tokenizer: str, a: argparse.Namespace, seed: int) -> dict[str, Any]:
-    from vllm.benchmarks.serve import add_cli_args, main_async
+def _vllm_args(base_url: str, model: str, tokenizer: str, a: argparse.Namespace, seed: int) -> argparse.Namespace:
+    from vllm.benchmarks.serve import add_cli_args
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     parser = FlexibleArgumentParser()
     add_cli_args(parser)
-    args = parser.parse_args([
+    return parser.parse_args([
         "--base-url", base_url, "--model", model, "--tokenizer", tokenizer, "--dataset-name", "random",
         "--random-input-len", str(a.input_len), "--random-output-len", str(a.output_len),
         "--num-prompts", str(a.num_prompts), "--max-concurrency", str(a.max_concurrency),
         "--num-warmups", str(a.max_concurrency), "--seed", str(seed), "--ignore-eos", "--disable-tqdm",
         "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "90,99",
     ])
+
+
+def run_vllm_client(base_url: str, model: str, tokenizer: str, a: argparse.Namespace, seed: int) -> dict[str, Any]:
+    from vllm.benchmarks.serve import main_async
+
+    args = _vllm_args(base_url, model, tokenizer, a, seed)
     with contextlib.redirect_stdout(io.StringIO()):  # its console table; we print our own
         result: dict[str, Any] = asyncio.run(main_async(args))
     return result
@@ -136,6 +144,29 @@ def run_ours(base_url: str, model: str, tokenizer: str, a: argparse.Namespace, s
 def run_ours_text(base_url: str, model: str, tokenizer: str, a: argparse.Namespace, seed: int) -> dict[str, Any]:
     """Ours with text prompts, as vLLM's client sends them: the same requests, so the same work."""
     return run_ours(base_url, model, tokenizer, a, seed, text_prompts=True)
+
+
+def run_ours_vllm_prompts(base_url: str, model: str, tokenizer: str, a: argparse.Namespace,
+                          seed: int) -> dict[str, Any]:
+    """Ours sending the very prompts vLLM's random dataset makes (consecutive vocabulary runs from a random
+    offset, as text): a pure client-against-client comparison, since the server then does the same work.
+
+    No warm-up: our JSONL warm-up would draw from the same prompts and turn measured requests into
+    prefix-cache hits; the engine is warm from the runs before.
+    """
+    from vllm.benchmarks.datasets import get_samples
+    from vllm.tokenizers import get_tokenizer
+
+    samples = get_samples(_vllm_args(base_url, model, tokenizer, a, seed), get_tokenizer(tokenizer))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "vllm-random.jsonl"
+        path.write_text("".join(json.dumps({"prompt": s.prompt, "output_tokens": a.output_len}) + "\n"
+                                for s in samples))
+        server = external_server(base_url, model=model, tokenizer=tokenizer)
+        w = Workload(dataset=str(path), output_len=a.output_len, num_prompts=a.num_prompts,
+                     max_concurrency=a.max_concurrency, seed=seed, warmup=0)
+        result = run_bench(server, w)
+    return {**result.metrics, "client": result.client.to_json(), "findings": [str(f) for f in result.findings]}
 
 
 def main() -> int:
@@ -170,7 +201,8 @@ def main() -> int:
                 engine(free_port(), Path(stack.enter_context(tempfile.TemporaryDirectory())), a.engine_cpus))
         rounds: list[dict[str, dict[str, Any]]] = []
         for k in range(a.rounds):
-            order = (("vllm", run_vllm_client), ("ours", run_ours), ("ours-text", run_ours_text))
+            order = (("vllm", run_vllm_client), ("ours", run_ours), ("ours-text", run_ours_text),
+                     ("ours-vllm-prompts", run_ours_vllm_prompts))
             this: dict[str, dict[str, Any]] = {}
             extra_ms = vllm_extra_ms(measure_clocks())  # vLLM's client's own send time, this round
             for j, (name, fn) in enumerate(order if k % 2 == 0 else order[::-1]):
@@ -208,22 +240,26 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
         return statistics.median(float(r[tool][metric]) / float(r["vllm"][metric])
                                  if float(r["vllm"][metric]) else float("nan") for r in judged)
 
+    tools = [t for t in ("ours", "ours-text", "ours-vllm-prompts") if t in rounds[0]]
+    judge = tools[-1]  # like with like: vLLM's own prompts when that run is there, else our text prompts
     print(f"\nrandom {a.input_len}/{a.output_len}, {a.num_prompts} prompts, max concurrency {a.max_concurrency}, "
-          f"{len(rounds)} alternating rounds. ours: token-id prompts (the default); ours-text: text prompts, the "
-          f"requests vLLM's client sends. Values: medians over rounds; ratios: median of per-round ratios over "
-          f"{len(judged)} {'clean ' if judged is clean else ''}rounds")
-    print(f"{'metric':<20}{'vllm':>10}{'ours':>10}{'ours-text':>11}{'ours/vllm':>11}{'text/vllm':>11}  verdict (text)")
+          f"{len(rounds)} alternating rounds. ours: token-id prompts (the default); ours-text: our random prompts "
+          f"as text; ours-vllm-prompts: the prompts vLLM's random dataset makes, as text (the same requests vLLM's "
+          f"client sends). Values: medians over rounds; ratios (x/vllm): median of per-round ratios over "
+          f"{len(judged)} {'clean ' if judged is clean else ''}rounds; verdict on {judge}")
+    print(f"{'metric':<28}{'vllm':>9}" + "".join(f"{t:>19}" for t in tools) + "".join(f"{t + '/v':>21}" for t in tools)
+          + "  verdict")
     failures = 0
     limits = dict(COMPARED)
     for metric in SHOWN:
-        r_ours, r_text = paired("ours", metric), paired("ours-text", metric)
+        ratios = {t: paired(t, metric) for t in tools}
         verdict = ""
         if metric in limits:
-            ok = abs(r_text - 1) <= limits[metric]
+            ok = abs(ratios[judge] - 1) <= limits[metric]
             failures += not ok
             verdict = f"{'agree' if ok else 'DISAGREE'} (limit {limits[metric]:.0%})"
-        print(f"{metric:<20}{med('vllm', metric):>10.2f}{med('ours', metric):>10.2f}{med('ours-text', metric):>11.2f}"
-              f"{r_ours:>11.3f}{r_text:>11.3f}  {verdict}")
+        print(f"{metric:<28}{med('vllm', metric):>9.2f}" + "".join(f"{med(t, metric):>19.2f}" for t in tools)
+              + "".join(f"{ratios[t]:>21.3f}" for t in tools) + f"  {verdict}")
     for k, r in enumerate(rounds):
         c = r["ours"]["client"]
         print(f"round {k + 1}: our client cpu {c['cpu_util']:.0%}, p99 loop lag {c['loop_lag_p99_ms']:.2f} ms, "
