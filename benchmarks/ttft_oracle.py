@@ -64,7 +64,7 @@ async def _both(base_url: str, n: int, output_len: int) -> dict[str, list[tuple[
                 rid = f"{tool}-{i}"
                 if tool == "ours":
                     body = json.dumps({"model": "scripted", "prompt": prompt, "max_tokens": output_len,
-                                       "min_tokens": output_len, "ignore_eos": True, "stream": True,
+                                       "ignore_eos": True, "stream": True,
                                        "stream_options": {"include_usage": True}}).encode()
                     r = await stream_request(ours_session, url, body, index=i, scheduled_s=0.0, ready_s=0.0,
                                              prompt_len=128, output_len=output_len, timeout_s=60.0, request_id=rid)

@@ -9,7 +9,7 @@
   included, as vLLM does). Per-device throughputs divide by the devices allocated to the
   engine, so an engine that leaves devices idle pays for them.
 - Output tokens come from the server's usage; a request whose count differs from what was asked
-  for (`ignore_eos`, `max_tokens` = `min_tokens`) is counted in `output_len_mismatches`.
+  for (`ignore_eos`, `max_tokens`) is counted in `output_len_mismatches`.
 """
 
 from __future__ import annotations

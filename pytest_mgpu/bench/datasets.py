@@ -25,7 +25,7 @@ Tokenizer = Any  # tokenizers.Tokenizer (imported lazily)
 class Sample:
     prompt: str | tuple[int, ...]  # token ids are sent as ids on /v1/completions
     prompt_len: int  # tokens as this side counts them; the server's usage overrides it
-    output_len: int  # tokens asked for (max_tokens = min_tokens, ignore_eos)
+    output_len: int  # tokens asked for (max_tokens, ignore_eos)
 
 
 @dataclass(frozen=True)

@@ -316,8 +316,8 @@ def _token_findings(m: dict[str, float], max_fraction: float) -> list[Finding]:
         out.append(Finding(
             "output-length-mismatch", Severity.WARNING,
             f"{m['output_len_mismatches']:.0f} of {m['completed']:.0f} requests returned a different number of "
-            "output tokens than asked for (ignore_eos, max_tokens = min_tokens); the engine may ignore those "
-            "options or have hit its max model length. Throughput counts the tokens the server reported.",
+            "output tokens than asked for (max_tokens with ignore_eos); the engine may ignore ignore_eos, "
+            "stop at a stop string or have hit its max model length. Throughput counts the tokens the server reported.",
             {"output_len_mismatches": m["output_len_mismatches"], "completed": m["completed"]}))
     if m["usage_missing"]:
         out.append(Finding(
