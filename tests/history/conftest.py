@@ -7,10 +7,13 @@ tests that need them, with what to install: they are never skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,34 +62,50 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_url() -> Iterator[str]:
     """`postgresql://postgres@/postgres?host=<socket dir>&port=N` of a fresh server, stopped after the session."""
+    with running_postgres() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[str]:
+    """A fresh PostgreSQL server on a Unix socket for the duration of the block; nothing of it is left after."""
     missing = [b for b in ("initdb", "pg_ctl", "postgres") if not (PG_BIN / b).exists()]
     if missing:
         pytest.fail(f"PostgreSQL 15 server binaries not found in {PG_BIN} (missing {', '.join(missing)}): install "
                     "the postgresql-15 package, or set PYTEST_MGPU_PG_BIN to the directory holding initdb and pg_ctl",
                     pytrace=False)
-    base = Path(tmp_path_factory.mktemp("pg"))
+    # Not under pytest's basetemp: every pytest that starts (pytester's inner runs too) resets
+    # /tmp/pytest-of-<user> to 0700, which locked the postgres user out of its own data directory,
+    # so `pg_ctl stop` failed and the server outlived the session.
+    base = Path(tempfile.mkdtemp(prefix="pytest-mgpu-pg-"))
     data, sock = base / "data", base / "sock"
     sock.mkdir()
     if os.geteuid() == 0:
         shutil.chown(base, PG_USER)
         shutil.chown(sock, PG_USER)
-        base.chmod(0o755)
-        for parent in base.parents:  # the postgres user must reach the socket directory
-            if str(parent).startswith(str(tmp_path_factory.getbasetemp().parent)):
-                parent.chmod(parent.stat().st_mode | 0o755)
-    subprocess.run(_as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", PG_USER, "--auth=trust",
-                                "-E", "UTF8", "--no-sync"), check=True, capture_output=True, timeout=120)
-    port = free_port()
-    opts = f"-c listen_addresses='' -c unix_socket_directories={sock} -p {port} -c fsync=off"
-    subprocess.run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(base / "pg.log"),
-                                "-w", "-t", "60", "start"), check=True, capture_output=True, timeout=90)
     try:
+        subprocess.run(_as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", PG_USER, "--auth=trust",
+                                    "-E", "UTF8", "--no-sync"), check=True, capture_output=True, timeout=120)
+        port = free_port()
+        opts = f"-c listen_addresses='' -c unix_socket_directories={sock} -p {port} -c fsync=off"
+        subprocess.run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(base / "pg.log"),
+                                    "-w", "-t", "60", "start"), check=True, capture_output=True, timeout=90)
         yield f"postgresql://{PG_USER}@/postgres?host={sock}&port={port}"
     finally:
-        subprocess.run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"),
-                       capture_output=True, timeout=60, check=False)
+        _stop_postgres(data)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _stop_postgres(data: Path) -> None:
+    """pg_ctl stop; should it fail, SIGKILL the postmaster (its pid is the first line of postmaster.pid)."""
+    stop = subprocess.run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"),
+                          capture_output=True, text=True, timeout=60, check=False)
+    pid_file = data / "postmaster.pid"
+    if stop.returncode != 0 and pid_file.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
 
 
 @pytest.fixture
