@@ -44,7 +44,11 @@ def test_record_pass_pass_pass_then_a_shared_engine_fails(pytester: pytest.Pytes
     for _ in range(3):
         again = pytester.runpytest_subprocess(*args, timeout=600)
         again.assert_outcomes(passed=1)
-        again.stdout.fnmatch_lines(["*test_perf.py::test_small_llama*external tp=1 pp=1 devices=1*pass*"])
+        # unchanged: never a regression. `improvement` is allowed: under a busy neighbour (the acceptance run's
+        # nice-10 loop) the recorded run itself can be the slow one, and a re-run then reads 12% faster.
+        [row] = [line for line in again.stdout.lines
+                 if "test_perf.py::test_small_llama" in line and "external tp=1 pp=1 devices=1" in line]
+        assert row.rstrip().endswith("pass") or " improvement (" in row, row
 
     with hogs(session_cores(server.pid), per_core=3):
         shared = pytester.runpytest_subprocess(*args, timeout=600)
