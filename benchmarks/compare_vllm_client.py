@@ -169,6 +169,9 @@ def run_ours_vllm_prompts(base_url: str, model: str, tokenizer: str, a: argparse
     return {**result.metrics, "client": result.client.to_json(), "findings": [str(f) for f in result.findings]}
 
 
+VARIANTS = {"ours": run_ours, "ours-text": run_ours_text, "ours-vllm-prompts": run_ours_vllm_prompts}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base-url", help="a running vLLM server (default: start one)")
@@ -189,7 +192,14 @@ def main() -> int:
                    help="before each run, wait until other processes use less than this many cores")
     p.add_argument("--quiet-timeout", type=float, default=60.0)
     p.add_argument("--out", type=Path, help="write every number as JSON here")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help="which of our runs to make each round, comma-separated (default: all of "
+                        f"{', '.join(VARIANTS)}); 'ours' always runs. Fewer runs per round leave device time for "
+                        "more rounds, which the TTFT verdict needs at high concurrency")
     a = p.parse_args()
+    chosen = {v.strip() for v in a.variants.split(",") if v.strip()} | {"ours"}
+    if unknown := chosen - set(VARIANTS):
+        p.error(f"--variants: expected names from {', '.join(VARIANTS)}, got {', '.join(sorted(unknown))}")
     if a.client_cpu >= 0:
         os.sched_setaffinity(0, {a.client_cpu})
     with contextlib.ExitStack() as stack:
@@ -201,8 +211,7 @@ def main() -> int:
                 engine(free_port(), Path(stack.enter_context(tempfile.TemporaryDirectory())), a.engine_cpus))
         rounds: list[dict[str, dict[str, Any]]] = []
         for k in range(a.rounds):
-            order = (("vllm", run_vllm_client), ("ours", run_ours), ("ours-text", run_ours_text),
-                     ("ours-vllm-prompts", run_ours_vllm_prompts))
+            order = (("vllm", run_vllm_client),) + tuple((v, fn) for v, fn in VARIANTS.items() if v in chosen)
             this: dict[str, dict[str, Any]] = {}
             extra_ms = vllm_extra_ms(measure_clocks())  # vLLM's client's own send time, this round
             for j, (name, fn) in enumerate(order if k % 2 == 0 else order[::-1]):

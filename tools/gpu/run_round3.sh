@@ -1,0 +1,140 @@
+#!/bin/bash
+# What round 2 still owed on a GPU, in one detached run (issues 13, 14, 15), from the repo root:
+#   1. vLLM 0.26 installed from VSTASH, the history store's wheels from WHEELS; one vLLM engine started once;
+#   2. the history series on it (issue 13): MGPU_SERIES_RUNS unchanged pytest sessions (the first records
+#      the pinned baselines), then MGPU_SERIES_SLOWED with tools/gpu/cotenant.py on the GPU;
+#   3. vLLM's own client beside ours on the same engine (issue 14): c=1, 16, 64, the like-for-like run
+#      on vLLM's own prompts, more rounds and waves at 16 and 64 (their per-round TTFT jumps);
+#   4. SGLang 0.5.17 (parts in SSTASH, installed while vLLM starts, when no measurement runs) through
+#      the plugin's own launcher (issue 15): session 1 records c=1/16/64 + vLLM's client at c=64,
+#      session 2, with a fresh engine, gates c=1/16/64 against session 1.
+# Uploads of SSTASH may still be arriving when this starts: it waits for SSTASH/SHA256SUMS.
+# The work tree is copied first: later device calls re-sync it under a running script.
+# usage: tools/gpu/run_round3.sh VSTASH SSTASH WHEELS RESULTS   (run detached; poll RESULTS/progress.log)
+# Knobs: MGPU_DEADLINE_S (default 1350): a phase that would end after this many seconds is skipped.
+set -uo pipefail
+vstash=${1:?usage: run_round3.sh VSTASH SSTASH WHEELS RESULTS}
+sstash=${2:?}
+wheels=${3:?}
+results=${4:?}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+mkdir -p "$results"
+t0=$(date +%s)
+log() { echo "$(date -u +%H:%M:%S) +$(( $(date +%s) - t0 ))s $*" | tee -a "$results/progress.log"; }
+fits() {  # fits SECONDS: would a phase of that length end before the deadline?
+  if [ $(( $(date +%s) - t0 + $1 )) -le "${MGPU_DEADLINE_S:-1350}" ]; then return 0; fi
+  log "skipped: $2 (needs ${1}s, deadline ${MGPU_DEADLINE_S:-1350}s)"; return 1
+}
+repo=$(mktemp -d /root/mgpu-repo.XXXXXXXX)
+(cd "$src" && tar --exclude='./.g[0-9]' --exclude='./.s[0-9]' --exclude=./.whl --exclude=./.git -cf - .) \
+  | tar -xf - -C "$repo"
+cd "$repo"
+vsite=$(mktemp -d)
+ssite=$(mktemp -d)
+hsite=$(mktemp -d)
+log "install vllm -> $vsite, history wheels -> $hsite"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$hsite" "$wheels"/*.whl \
+  > "$results/install-wheels.log" 2>&1
+bash tools/gpu/install_bundle.sh "$vstash" "$vsite" > "$results/install-vllm.log" 2>&1
+tail -n 2 "$results/install-vllm.log" | tee -a "$results/progress.log"
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+model=/root/models/llama-3.1-8b-dummy
+[ -f "$model/config.json" ] || python3 tools/gpu/make_dummy_llama.py "$model" 8b >> "$results/install.log" 2>&1
+nvidia-smi > "$results/nvidia-smi.txt" 2>&1
+PYTHONPATH=$repo python3 -m pytest_mgpu topo > "$results/topo.txt" 2>&1
+
+plugin=(-p pytest_mgpu.plugin)
+common=("${plugin[@]}" -p no:cacheprovider -ra -s --mgpu-device cuda --mgpu-model "$model"
+        "--mgpu-engine-args=--load-format dummy" --mgpu-baselines "$results/baselines" --mgpu-start-timeout 900
+        --mgpu-history "sqlite:///$results/history.db")
+session() {  # name site engine args...
+  local name=$1 site=$2 engine=$3; shift 3
+  log "$name start"
+  mkdir -p "$results/$name"
+  touch "$results/$name/.start"
+  MGPU_RESULTS_DIR="$results/$name" PYTHONPATH="$site:$hsite:$repo" MGPU_VLLM_CLIENT_PYTHONPATH="$vsite:$hsite" \
+    python3 -m pytest "$@" "${common[@]}" --mgpu-engine "$engine" \
+    --mgpu-report "$results/$name.json" --mgpu-summary "$results/$name.md" --junitxml "$results/$name.junit.xml" \
+    > "$results/$name.log" 2>&1
+  log "$name exit $?: $(grep -E "passed|failed|error" "$results/$name.log" | tail -n 1)"
+  find /tmp/pytest-of-*/ -name 'engine-*.log' -newer "$results/$name/.start" -exec cp {} "$results/$name/" \; \
+    2>/dev/null
+}
+single=perf_tests/gpu/test_gpu_single.py
+
+# SGLang's install only while vLLM starts (CPU work; no measurement runs then)
+(
+  for _ in $(seq 900); do [ -f "$sstash/SHA256SUMS" ] && break; sleep 1; done
+  if [ -f "$sstash/SHA256SUMS" ]; then
+    bash tools/gpu/install_sglang_bundle.sh "$sstash" "$ssite" > "$results/install-sglang.log" 2>&1 \
+      && touch "$results/.sglang-ok"
+  fi
+) &
+sgl_install=$!
+
+port=18123
+log "vllm engine start (external to pytest: one engine for the whole series)"
+PYTHONPATH="$vsite" setsid python3 -m vllm.entrypoints.openai.api_server --model "$model" --load-format dummy \
+  --host 127.0.0.1 --port $port > "$results/vllm-engine.log" 2>&1 < /dev/null &
+vpid=$!
+for _ in $(seq 900); do curl -sf "http://127.0.0.1:$port/health" > /dev/null && break; sleep 1; done
+log "vllm engine healthy: $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")"
+for _ in $(seq 150); do kill -0 "$sgl_install" 2>/dev/null || break; sleep 1; done
+if kill -0 "$sgl_install" 2>/dev/null; then log "sglang install still running: the series starts beside it"
+else log "sglang install: $(tail -n 1 "$results/install-sglang.log" 2>/dev/null)"; fi
+
+external=(--mgpu-base-url "http://127.0.0.1:$port" --mgpu-external-devices 1)
+runs=${MGPU_SERIES_RUNS:-10}
+for k in $(seq $(( runs + ${MGPU_SERIES_SLOWED:-3} ))); do
+  fits 30 "series run $k" || break
+  phase=unchanged
+  if [ "$k" -gt "$runs" ]; then
+    phase=cotenant
+    if [ -z "${cotenant:-}" ]; then
+      log "cotenant start (duty ${MGPU_COTENANT_DUTY:-0.05})"
+      PYTHONPATH="$vsite" setsid python3 tools/gpu/cotenant.py --duty "${MGPU_COTENANT_DUTY:-0.05}" \
+        > "$results/cotenant.log" 2>&1 < /dev/null &
+      cotenant=$!; sleep 5
+    fi
+  fi
+  record=(); [ "$k" = 1 ] && record=(--mgpu-update-baselines)
+  MGPU_SERIES_PHASE=$phase session "series-$k" "$vsite" external perf_tests/gpu/test_history_series.py \
+    "${external[@]}" "${record[@]}"
+  grep -h "series run\|history" "$results/series-$k.log" | head -n 3 >> "$results/progress.log"
+done
+[ -n "${cotenant:-}" ] && { kill -- -"$cotenant"; wait "$cotenant" 2>/dev/null; log "cotenant stopped"; }
+
+# vLLM's client beside ours (issue 14): our default, and ours on vLLM's own prompts (the verdict)
+export MGPU_COMPARE_VARIANTS=ours,ours-vllm-prompts
+fits 110 "compare c=1" && MGPU_COMPARE_ROUNDS=3 session compare-c1 "$vsite" external \
+  "$single::test_vllm_client_agrees[1]" "${external[@]}"
+fits 100 "compare c=16" && MGPU_COMPARE_ROUNDS=5 MGPU_COMPARE_WAVES=6 session compare-c16 "$vsite" external \
+  "$single::test_vllm_client_agrees[16]" "${external[@]}"
+fits 120 "compare c=64" && MGPU_COMPARE_ROUNDS=5 MGPU_COMPARE_WAVES=6 session compare-c64 "$vsite" external \
+  "$single::test_vllm_client_agrees[64]" "${external[@]}"
+kill -- -"$vpid"; sleep 5; kill -9 -- -"$vpid" 2>/dev/null
+log "vllm engine stopped; GPU memory used: $(nvidia-smi --query-gpu=memory.used --format=csv,noheader)"
+
+# SGLang through the plugin's launcher (issue 15): record, then gate on a fresh engine
+wait "$sgl_install"
+if [ -f "$results/.sglang-ok" ]; then
+  export MGPU_COMPARE_ROUNDS=3 MGPU_COMPARE_WAVES=4
+  fits 330 "sglang record" && session sglang-record "$ssite" sglang \
+    "$single::test_tp1_concurrency" "$single::test_vllm_client_agrees[64]" --mgpu-update-baselines
+  fits 230 "sglang gate" && session sglang-gate "$ssite" sglang "$single::test_tp1_concurrency"
+else
+  log "sglang not installed: $(tail -n 3 "$results/install-sglang.log" 2>/dev/null)"
+fi
+
+PYTHONPATH="$hsite:$repo" python3 -m pytest_mgpu history show --history "sqlite:///$results/history.db" \
+  > "$results/history-show.txt" 2>&1
+for what in list detect; do
+  PYTHONPATH="$hsite:$repo" python3 -m pytest_mgpu history "$what" --history "sqlite:///$results/history.db" \
+    --json > "$results/history-$what.json" 2> "$results/history-$what.err"
+done
+PYTHONPATH="$hsite:$repo" python3 -m pytest_mgpu history plot --history "sqlite:///$results/history.db" \
+  --out "$results/plots" > "$results/history-plot.log" 2>&1
+rm -f "$results/.sglang-ok"
+tar -C "$(dirname "$results")" -czf "$results.tgz" "$(basename "$results")"
+log "done"
+touch "$results.done"
