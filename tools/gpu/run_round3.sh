@@ -2,7 +2,8 @@
 # What round 2 still owed on a GPU, in one detached run (issues 13, 14, 15), from the repo root:
 #   1. vLLM 0.26 installed from VSTASH, the history store's wheels from WHEELS; one vLLM engine started once;
 #   2. the history series on it (issue 13): MGPU_SERIES_RUNS unchanged pytest sessions (the first records
-#      the pinned baselines), then MGPU_SERIES_SLOWED with tools/gpu/cotenant.py on the GPU;
+#      the pinned baselines), then one per MGPU_COTENANT_DUTIES with tools/gpu/cotenant.py on the GPU
+#      (duty 0.05 slowed nothing on an H200: its busy time includes waiting for the engine's time slice);
 #   3. vLLM's own client beside ours on the same engine (issue 14): c=1, 16, 64, the like-for-like run
 #      on vLLM's own prompts, more rounds and waves at 16 and 64 (their per-round TTFT jumps);
 #   4. SGLang 0.5.17 (parts in SSTASH, installed while vLLM starts, when no measurement runs) through
@@ -84,33 +85,37 @@ if kill -0 "$sgl_install" 2>/dev/null; then log "sglang install still running: t
 else log "sglang install: $(tail -n 1 "$results/install-sglang.log" 2>/dev/null)"; fi
 
 external=(--mgpu-base-url "http://127.0.0.1:$port" --mgpu-external-devices 1)
-runs=${MGPU_SERIES_RUNS:-10}
-for k in $(seq $(( runs + ${MGPU_SERIES_SLOWED:-3} ))); do
+runs=${MGPU_SERIES_RUNS:-8}
+read -r -a duties <<< "${MGPU_COTENANT_DUTIES:-0.3 0.3 0.5 0.5}"
+for k in $(seq $(( runs + ${#duties[@]} ))); do
   fits 30 "series run $k" || break
   phase=unchanged
   if [ "$k" -gt "$runs" ]; then
-    phase=cotenant
-    if [ -z "${cotenant:-}" ]; then
-      log "cotenant start (duty ${MGPU_COTENANT_DUTY:-0.05})"
-      PYTHONPATH="$vsite" setsid python3 tools/gpu/cotenant.py --duty "${MGPU_COTENANT_DUTY:-0.05}" \
-        > "$results/cotenant.log" 2>&1 < /dev/null &
-      cotenant=$!; sleep 5
+    duty=${duties[$((k - runs - 1))]}
+    phase=cotenant-$duty
+    if [ "${cotenant_duty:-}" != "$duty" ]; then
+      [ -n "${cotenant:-}" ] && { kill -- -"$cotenant"; wait "$cotenant" 2>/dev/null; }
+      log "cotenant start (duty $duty)"
+      PYTHONPATH="$vsite" setsid python3 tools/gpu/cotenant.py --duty "$duty" \
+        > "$results/cotenant-$duty.log" 2>&1 < /dev/null &
+      cotenant=$! cotenant_duty=$duty; sleep 5
     fi
   fi
   record=(); [ "$k" = 1 ] && record=(--mgpu-update-baselines)
   MGPU_SERIES_PHASE=$phase session "series-$k" "$vsite" external perf_tests/gpu/test_history_series.py \
     "${external[@]}" "${record[@]}"
-  grep -h "series run\|history" "$results/series-$k.log" | head -n 3 >> "$results/progress.log"
+  grep -h "series run\|test_series " "$results/series-$k.log" | head -n 3 >> "$results/progress.log"
 done
 [ -n "${cotenant:-}" ] && { kill -- -"$cotenant"; wait "$cotenant" 2>/dev/null; log "cotenant stopped"; }
 
 # vLLM's client beside ours (issue 14): our default, and ours on vLLM's own prompts (the verdict)
-export MGPU_COMPARE_VARIANTS=ours,ours-vllm-prompts
-fits 110 "compare c=1" && MGPU_COMPARE_ROUNDS=3 session compare-c1 "$vsite" external \
+export MGPU_COMPARE_VARIANTS=ours,ours-vllm-prompts MGPU_COMPARE_ROUNDS=3
+sglang_s=${MGPU_SGLANG_RESERVE_S:-500}  # SGLang's two sessions come after: the comparisons leave them room
+fits $((110 + sglang_s)) "compare c=1" && session compare-c1 "$vsite" external \
   "$single::test_vllm_client_agrees[1]" "${external[@]}"
-fits 100 "compare c=16" && MGPU_COMPARE_ROUNDS=5 MGPU_COMPARE_WAVES=6 session compare-c16 "$vsite" external \
+fits $((70 + sglang_s)) "compare c=16" && MGPU_COMPARE_WAVES=6 session compare-c16 "$vsite" external \
   "$single::test_vllm_client_agrees[16]" "${external[@]}"
-fits 120 "compare c=64" && MGPU_COMPARE_ROUNDS=5 MGPU_COMPARE_WAVES=6 session compare-c64 "$vsite" external \
+fits $((75 + sglang_s)) "compare c=64" && MGPU_COMPARE_WAVES=6 session compare-c64 "$vsite" external \
   "$single::test_vllm_client_agrees[64]" "${external[@]}"
 kill -- -"$vpid"; sleep 5; kill -9 -- -"$vpid" 2>/dev/null
 log "vllm engine stopped; GPU memory used: $(nvidia-smi --query-gpu=memory.used --format=csv,noheader)"
@@ -119,9 +124,9 @@ log "vllm engine stopped; GPU memory used: $(nvidia-smi --query-gpu=memory.used 
 wait "$sgl_install"
 if [ -f "$results/.sglang-ok" ]; then
   export MGPU_COMPARE_ROUNDS=3 MGPU_COMPARE_WAVES=4
-  fits 330 "sglang record" && session sglang-record "$ssite" sglang \
+  fits 290 "sglang record" && session sglang-record "$ssite" sglang \
     "$single::test_tp1_concurrency" "$single::test_vllm_client_agrees[64]" --mgpu-update-baselines
-  fits 230 "sglang gate" && session sglang-gate "$ssite" sglang "$single::test_tp1_concurrency"
+  fits 210 "sglang gate" && session sglang-gate "$ssite" sglang "$single::test_tp1_concurrency"
 else
   log "sglang not installed: $(tail -n 3 "$results/install-sglang.log" 2>/dev/null)"
 fi
