@@ -56,9 +56,9 @@ def test_vllm_client_agrees(mgpu_engine, tmp_path: Path, concurrency: int) -> No
     repo = Path(__file__).resolve().parents[2]
     cmd = [sys.executable, str(repo / "benchmarks" / "compare_vllm_client.py"), "--base-url", server.base_url,
            "--model", server.model_name, "--tokenizer", str(server.tokenizer_path or server.spec.model),
-           "--rounds", rounds, "--num-prompts", str(max(16, waves * concurrency)), "--max-concurrency", str(concurrency),
-           "--client-cpu", "-1", "--variants", os.environ.get("MGPU_COMPARE_VARIANTS", "ours,ours-text,ours-vllm-prompts"),
-           "--out", str(out)]
+           "--rounds", rounds, "--num-prompts", str(max(16, waves * concurrency)),
+           "--max-concurrency", str(concurrency), "--client-cpu", "-1",
+           "--variants", os.environ.get("MGPU_COMPARE_VARIANTS", "ours,ours-text,ours-vllm-prompts"), "--out", str(out)]
     env = dict(os.environ)
     if os.environ.get("MGPU_VLLM_CLIENT_PYTHONPATH"):
         env["PYTHONPATH"] = f"{os.environ['MGPU_VLLM_CLIENT_PYTHONPATH']}:{repo}"
