@@ -3,7 +3,8 @@
 #   1. vLLM 0.26 installed from VSTASH, the history store's wheels from WHEELS; one vLLM engine started once;
 #   2. the history series on it (issue 13): MGPU_SERIES_RUNS unchanged pytest sessions (the first records
 #      the pinned baselines), then one per MGPU_COTENANT_DUTIES with tools/gpu/cotenant.py on the GPU
-#      (duty 0.05 slowed nothing on an H200: its busy time includes waiting for the engine's time slice);
+#      (cotenant.py now paces by its burst time alone; the wall-time pacing of round 3's run, at duties
+#      0.3 and 0.5, slowed decode by 13-16% and 27-40%, and 0.05 by nothing measurable);
 #   3. vLLM's own client beside ours on the same engine (issue 14): c=1, 16, 64, the like-for-like run
 #      on vLLM's own prompts, more rounds and waves at 16 and 64 (their per-round TTFT jumps);
 #   4. SGLang 0.5.17 (parts in SSTASH, installed while vLLM starts, when no measurement runs) through
@@ -12,7 +13,9 @@
 # Uploads of SSTASH may still be arriving when this starts: it waits for SSTASH/SHA256SUMS.
 # The work tree is copied first: later device calls re-sync it under a running script.
 # usage: tools/gpu/run_round3.sh VSTASH SSTASH WHEELS RESULTS   (run detached; poll RESULTS/progress.log)
-# Knobs: MGPU_DEADLINE_S (default 1350): a phase that would end after this many seconds is skipped.
+# Knobs: MGPU_DEADLINE_S (default 1350): a phase that would end after this many seconds is skipped;
+#   MGPU_SKIP_SGLANG=1: no SGLang phases (round 3 got them), so the comparisons need not leave them room;
+#   MGPU_SERIES_RUNS (8), MGPU_COTENANT_DUTIES ("0.03 0.03 0.06 0.06").
 set -uo pipefail
 vstash=${1:?usage: run_round3.sh VSTASH SSTASH WHEELS RESULTS}
 sstash=${2:?}
@@ -86,7 +89,7 @@ else log "sglang install: $(tail -n 1 "$results/install-sglang.log" 2>/dev/null)
 
 external=(--mgpu-base-url "http://127.0.0.1:$port" --mgpu-external-devices 1)
 runs=${MGPU_SERIES_RUNS:-8}
-read -r -a duties <<< "${MGPU_COTENANT_DUTIES:-0.3 0.3 0.5 0.5}"
+read -r -a duties <<< "${MGPU_COTENANT_DUTIES:-0.03 0.03 0.06 0.06}"
 for k in $(seq $(( runs + ${#duties[@]} ))); do
   fits 30 "series run $k" || break
   phase=unchanged
@@ -110,7 +113,8 @@ done
 
 # vLLM's client beside ours (issue 14): our default, and ours on vLLM's own prompts (the verdict)
 export MGPU_COMPARE_VARIANTS=ours,ours-vllm-prompts MGPU_COMPARE_ROUNDS=3
-sglang_s=${MGPU_SGLANG_RESERVE_S:-500}  # SGLang's two sessions come after: the comparisons leave them room
+sglang_s=${MGPU_SGLANG_RESERVE_S:-500}
+[ -n "${MGPU_SKIP_SGLANG:-}" ] && sglang_s=0  # SGLang's two sessions come after: the comparisons leave them room
 fits $((110 + sglang_s)) "compare c=1" && session compare-c1 "$vsite" external \
   "$single::test_vllm_client_agrees[1]" "${external[@]}"
 fits $((70 + sglang_s)) "compare c=16" && MGPU_COMPARE_WAVES=6 session compare-c16 "$vsite" external \
@@ -121,8 +125,9 @@ kill -- -"$vpid"; sleep 5; kill -9 -- -"$vpid" 2>/dev/null
 log "vllm engine stopped; GPU memory used: $(nvidia-smi --query-gpu=memory.used --format=csv,noheader)"
 
 # SGLang through the plugin's launcher (issue 15): record, then gate on a fresh engine
-wait "$sgl_install"
-if [ -f "$results/.sglang-ok" ]; then
+if [ -n "${MGPU_SKIP_SGLANG:-}" ]; then
+  kill "$sgl_install" 2>/dev/null; log "sglang skipped (MGPU_SKIP_SGLANG)"
+elif wait "$sgl_install"; [ -f "$results/.sglang-ok" ]; then
   export MGPU_COMPARE_ROUNDS=3 MGPU_COMPARE_WAVES=4
   fits 290 "sglang record" && session sglang-record "$ssite" sglang \
     "$single::test_tp1_concurrency" "$single::test_vllm_client_agrees[64]" --mgpu-update-baselines
