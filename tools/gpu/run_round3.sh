@@ -113,8 +113,8 @@ done
 
 # vLLM's client beside ours (issue 14): our default, and ours on vLLM's own prompts (the verdict)
 export MGPU_COMPARE_VARIANTS=ours,ours-vllm-prompts MGPU_COMPARE_ROUNDS=3
-sglang_s=${MGPU_SGLANG_RESERVE_S:-500}
-[ -n "${MGPU_SKIP_SGLANG:-}" ] && sglang_s=0  # SGLang's two sessions come after: the comparisons leave them room
+sglang_s=${MGPU_SGLANG_RESERVE_S:-500}  # SGLang's two sessions come after: the comparisons leave them room
+[ -n "${MGPU_SKIP_SGLANG:-}" ] && sglang_s=0
 fits $((110 + sglang_s)) "compare c=1" && session compare-c1 "$vsite" external \
   "$single::test_vllm_client_agrees[1]" "${external[@]}"
 fits $((70 + sglang_s)) "compare c=16" && MGPU_COMPARE_WAVES=6 session compare-c16 "$vsite" external \
