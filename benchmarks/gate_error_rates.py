@@ -86,9 +86,10 @@ from pytest_mgpu.metrics import gated_metrics
 KEEP = ("output_throughput_per_gpu", "median_tpot_ms", "p99_ttft_ms", "output_throughput")
 
 INNER_TEST = '''
-import json, os, subprocess, sys
+import json, os, subprocess, sys, time
 from pytest_mgpu.bench.workload import Workload
 from pytest_mgpu.engines.process import session_cores
+from pytest_mgpu.telemetry.procfs import host_load
 
 HOG = """
 import os, sys, time
@@ -115,13 +116,18 @@ def test_measure(mgpu_engine, mgpu_bench):
             duties = [1.0] * int(load) + ([load % 1] if load % 1 else [])
             hogs = [subprocess.Popen([sys.executable, "-c", HOG, str(c), str(d)], start_new_session=True)
                     for c in cores for d in duties]
+            ours = {os.getsid(0), os.getsid(server.pid), *(h.pid for h in hogs)}
+            before, t0 = host_load(ours), time.monotonic()
             try:
                 result = mgpu_bench(server, workload, repeats=int(os.environ["MGPU_REPEATS"]))
             finally:
+                after, dt = host_load(ours), time.monotonic() - t0
                 for hog in hogs:
                     hog.kill()
                     hog.wait()
             row = {"i": i, "load": load, "cores": cores,
+                   "others_cores": (after.others_cpu_s - before.others_cpu_s) / dt,
+                   "steal_cores": (after.steal_s - before.steal_s) / dt,
                    "samples": {m: list(result.samples(m)) for m in keep if m in result.metrics},
                    "findings": [f.code for f in result.findings]}
             out.write(json.dumps(row) + "\\n")
@@ -198,13 +204,24 @@ def judge_history(history: list[dict[str, Any]], now: dict[str, Any]) -> tuple[s
     return outcome, reasons
 
 
+DISTURBED_OTHERS_CORES = 0.25  # as compare_vllm_client.py: other processes using a quarter core or more
+DISTURBED_STEAL_CORES = 0.05  # the hypervisor taking 5% of a core or more
+
+
+def disturbed(row: dict[str, Any]) -> bool:
+    """Did something besides the engine, the client and the hogs use the box during this run?"""
+    return (row.get("others_cores", 0.0) > DISTURBED_OTHERS_CORES
+            or row.get("steal_cores", 0.0) > DISTURBED_STEAL_CORES)
+
+
 def analyse_history(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Each run (after the first) against the unchanged runs before it."""
     judged = []
     for i, row in enumerate(rows[1:], start=1):
         history = [r for r in rows[:i] if r["load"] == 0]
         verdict, reasons = judge_history(history, row)
-        judged.append({"load": row["load"], "verdict": verdict, "reasons": reasons})
+        judged.append({"i": row["i"], "load": row["load"], "verdict": verdict, "reasons": reasons,
+                       "disturbed": disturbed(row)})
     unchanged = [j for j in judged if j["load"] == 0 and j["verdict"] != "fallback"]
     levels = {}
     for load in sorted({j["load"] for j in judged if j["load"] > 0}):
@@ -219,6 +236,11 @@ def analyse_history(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "unchanged_runs_judged": len(unchanged),
         "false_alarms": sum(j["verdict"] == "regression" for j in unchanged),
         "false_alarm_reasons": [j["reasons"] for j in unchanged if j["verdict"] == "regression"],
+        "false_alarm_runs": [j["i"] for j in unchanged if j["verdict"] == "regression"],
+        # runs during which something outside the engine, the client and the hogs used the box (rows
+        # recorded before host_load existed have no such field and count as undisturbed)
+        "unchanged_runs_disturbed": sum(j["disturbed"] for j in unchanged),
+        "false_alarms_undisturbed": sum(j["verdict"] == "regression" and not j["disturbed"] for j in unchanged),
         "levels": levels,
         "smallest_reliable_load": min(reliable, key=float) if reliable else None,
     }

@@ -109,6 +109,44 @@ def core_busy_s(root: Path = PROC, ticks_per_s: float = CLOCK_TICKS_PER_S) -> di
     return busy
 
 
+@dataclass(frozen=True)
+class HostLoad:
+    """Cumulative CPU seconds the rest of the machine has used: take two and subtract.
+
+    A measurement is only as good as its box: a neighbour's job or a hypervisor stealing cores
+    slows an unchanged engine as much as a regression does (on the 2-core CPU box one minute of
+    it slowed three unchanged runs by 10-20%). Reading this before and after a run says whether
+    something else ran meanwhile.
+    """
+
+    others_cpu_s: float  # processes outside the excluded sessions (those that exit meanwhile are lost)
+    steal_s: float  # time the hypervisor gave this machine's CPUs to someone else (/proc/stat, all CPUs)
+
+
+def host_load(exclude_sessions: Iterable[int], root: Path = PROC,
+              ticks_per_s: float = CLOCK_TICKS_PER_S) -> HostLoad:
+    """CPU time so far of every live process outside `exclude_sessions`, and the machine's steal time."""
+    excluded = set(exclude_sessions)
+    others = 0
+    for entry in _numeric(root):
+        try:
+            fields = _stat_fields((root / entry / "stat").read_text())
+        except OSError:
+            continue
+        if len(fields) > 12 and int(fields[3]) not in excluded:
+            others += int(fields[11]) + int(fields[12])
+    steal = 0
+    try:
+        for line in (root / "stat").read_text().splitlines():
+            name, *values = line.split()
+            if name == "cpu" and len(values) > 7:
+                steal = int(values[7])
+                break
+    except OSError:
+        pass
+    return HostLoad(others / ticks_per_s, steal / ticks_per_s)
+
+
 def online_cpus(root: Path = PROC) -> tuple[int, ...]:
     """CPUs this machine has online (from `/proc/stat`), the set an unpinned process may use."""
     return tuple(sorted(core_busy_s(root)))
