@@ -27,7 +27,10 @@ cells; sweep table and the full rates in perf-runs/history-rates.md):
   1.2% but the 3% step at 0.3% noise fell to 94.7%. k=5 keeps every cell under 2% (a real box is
   messier than t(3) noise, and 20 unchanged real runs should raise nothing) at the price of
   catching a 10% step at 2% noise in 58% of single runs (k=4: 76%); change-point detection
-  over the following runs catches what one run cannot.
+  over the following runs catches what one run cannot. Real noise can be worse than t(3): on a
+  2-core AVX2 CPU box, unchanged vLLM runs were 5-20% slow in 2-6 of 21 (TPOT more than
+  throughput, with no other process or steal time to show), which k=5 sigmas of MAD do not
+  cover (perf-runs/2026-12-02-round3-cpu; benchmarks/gate_band_rules.py replays other rules).
 - window=20: false alarms keep falling with more runs (k=5: 1.8% at 8, 1.2% at 12, 0.6% at 20);
   20 nightly runs is also short enough for a machine's slow drift to age out within a month.
 - floor_rel=0.02: in stationary synthetic noise the floor never causes a false alarm, so the
