@@ -48,6 +48,7 @@ from pytest_mgpu import Workload
 from pytest_mgpu.bench.runner import external_server, run_bench
 from pytest_mgpu.engines.launchers import TINY_MODEL
 from pytest_mgpu.engines.process import EngineProcess, LaunchPlan, free_port
+from pytest_mgpu.telemetry.procfs import host_load
 
 COMPARED = (  # metric, allowed relative difference of the medians (vLLM's TTFT less its client's own send time)
     ("output_throughput", 0.02),
@@ -84,17 +85,7 @@ def engine(port: int, log_dir: Path, cpus: str) -> Iterator[tuple[str, int]]:
 
 def others_cpu_s(engine_sid: int) -> float:
     """CPU seconds used so far by every process outside this one and the engine's session."""
-    total, me = 0, os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[3]) != engine_sid:
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return host_load({engine_sid}, exclude_pids={os.getpid()}).others_cpu_s
 
 
 def wait_quiet(engine_sid: int, max_cores: float, timeout_s: float) -> float:

@@ -3,8 +3,8 @@
 The noise-aware gate's band is max(floor, k * robust sigma) (pytest_mgpu.history.noise). On the
 AVX2 CPU box of 2026-12-02 its false alarms came from heavy tails (unchanged runs 5-20% slow now
 and then, with no other process or steal time to show for it) that a MAD-based sigma ignores by
-design. This replays each recorded run against the unchanged runs before it (the last 20, at least
-8), as benchmarks/gate_error_rates.py does, under rules that also cover the history's worst
+design. This replays each recorded run against the unchanged runs before it (the gate's window and
+min_runs), as benchmarks/gate_error_rates.py does, under rules that also cover the history's worst
 harmful deviation, and prints false alarms and detections per rule: a rule can be tried on real
 rows before it goes near the gate.
 usage: python benchmarks/gate_band_rules.py RUNS.jsonl [...]
@@ -18,7 +18,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-MAD_TO_SIGMA = 1.4826
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's pytest_mgpu, installed or not
+
+from pytest_mgpu import metrics as registry
+from pytest_mgpu.history.noise import DEFAULT_GATE, robust_spread_rel
+
 METRICS = ("output_throughput_per_gpu", "median_tpot_ms")
 Rule = Callable[[float, Sequence[float]], float]  # (robust sigma, sorted harmful deviations) -> band
 RULES: dict[str, Rule] = {
@@ -34,16 +38,16 @@ def replay(rows: list[dict], rule: Rule, metrics: Sequence[str] = METRICS) -> tu
     false_alarms = judged = 0
     levels: dict[float, list[int]] = {}
     for i in range(1, len(rows)):
-        history = [r for r in rows[:i] if r["load"] == 0][-20:]
-        if len(history) < 8:
+        history = [r for r in rows[:i] if r["load"] == 0][-DEFAULT_GATE.window:]
+        if len(history) < DEFAULT_GATE.min_runs:
             continue
         regressed = False
         for m in metrics:
-            higher = m.startswith("output")
+            higher = registry.judged(m).direction is registry.Direction.HIGHER
             xs = [statistics.median(r["samples"][m]) for r in history]
             c = statistics.median(xs)
             harm = sorted((c - x) / c if higher else (x - c) / c for x in xs)
-            sigma = MAD_TO_SIGMA * statistics.median(abs(x - c) for x in xs) / abs(c)
+            sigma = robust_spread_rel(xs, c)
             now = statistics.median(rows[i]["samples"][m])
             regressed |= ((c - now) / c if higher else (now - c) / c) > rule(sigma, harm)
         if rows[i]["load"] == 0:

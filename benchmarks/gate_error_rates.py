@@ -144,11 +144,11 @@ def plan_runs(runs: int, duties: list[float], history_runs: int = 0) -> list[flo
     return plan
 
 
-def make_model(dst: Path, hidden: int, layers: int, dtype: str = "bfloat16") -> Path:
+def make_model(dst: Path, hidden: int, layers: int) -> Path:
     """The bundled tiny model's tokenizer with a larger Llama shape (weights are dummy: nothing to download).
 
-    `dtype` float32 is for CPUs without AVX-512: there vLLM's CPU build runs bf16 through slow paths
-    (an AVX2-only EPYC measured 24 tok/s with bf16 where an AVX-512 box gave ~410).
+    On an AVX2-only CPU (no AVX-512) vLLM's CPU build ran this shape at 24 tok/s, bf16 and float32 alike
+    (~410 on an AVX-512 box): use `--hidden 0` there (perf-runs/2026-12-02-round3-cpu).
     """
     from pytest_mgpu.engines.launchers import TINY_MODEL
 
@@ -156,14 +156,13 @@ def make_model(dst: Path, hidden: int, layers: int, dtype: str = "bfloat16") -> 
     heads = max(1, hidden // 64)
     config = json.loads((dst / "config.json").read_text())
     config.update(hidden_size=hidden, intermediate_size=hidden * 8 // 3 // 64 * 64, num_hidden_layers=layers,
-                  num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), head_dim=hidden // heads,
-                  torch_dtype=dtype)
+                  num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), head_dim=hidden // heads)
     (dst / "config.json").write_text(json.dumps(config, indent=1))
     return dst
 
 
 def measure(plan: list[float], workload: dict[str, Any], repeats: int, out: Path,
-            shape: tuple[int, int, str] | None) -> list[dict[str, Any]]:
+            shape: tuple[int, int] | None) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="mgpu-gate-rates-") as tmp:
         test = Path(tmp) / "test_measure.py"
         test.write_text(INNER_TEST)
@@ -296,8 +295,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-prompts", type=int, default=16)
     ap.add_argument("--max-concurrency", type=int, default=8)
     ap.add_argument("--hidden", type=int, default=768, help="model hidden size; 0 = the bundled tiny model")
-    ap.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"),
-                    help="the model's dtype (float32 on CPUs without AVX-512, where bf16 is slow)")
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--out", type=Path, default=Path("reports/gate_error_rates.json"))
     ap.add_argument("--analyse-only", type=Path, help="re-analyse a raw .jsonl from an earlier run")
@@ -311,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         duties = [float(d) for d in args.loads.split(",") if d]
         workload = {"input_len": args.input_len, "output_len": args.output_len, "num_prompts": args.num_prompts,
                     "max_concurrency": args.max_concurrency}
-        shape = (args.hidden, args.layers, args.dtype) if args.hidden else None
+        shape = (args.hidden, args.layers) if args.hidden else None
         rows = measure(plan_runs(args.runs, duties, args.history_runs), workload, args.repeats, raw, shape)
     if len(rows) < 2:
         print("not enough measurements to judge anything", file=sys.stderr)

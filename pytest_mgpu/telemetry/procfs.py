@@ -124,11 +124,15 @@ class HostLoad:
 
 
 def host_load(exclude_sessions: Iterable[int], root: Path = PROC,
-              ticks_per_s: float = CLOCK_TICKS_PER_S) -> HostLoad:
-    """CPU time so far of every live process outside `exclude_sessions`, and the machine's steal time."""
+              ticks_per_s: float = CLOCK_TICKS_PER_S, exclude_pids: Iterable[int] = ()) -> HostLoad:
+    """CPU time so far of every live process outside `exclude_sessions` (and not in `exclude_pids`),
+    and the machine's steal time."""
     excluded = set(exclude_sessions)
+    skipped = {str(pid) for pid in exclude_pids}
     others = 0
     for entry in _numeric(root):
+        if entry in skipped:
+            continue
         try:
             fields = _stat_fields((root / entry / "stat").read_text())
         except OSError:

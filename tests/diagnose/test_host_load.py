@@ -27,3 +27,9 @@ def test_counts_processes_outside_the_excluded_sessions_and_steal(tmp_path: Path
 def test_an_unreadable_proc_reads_as_nothing(tmp_path: Path) -> None:
     load = host_load(set(), root=tmp_path / "missing", ticks_per_s=100)
     assert (load.others_cpu_s, load.steal_s) == (0.0, 0.0)
+
+
+def test_excluded_pids_are_not_counted(tmp_path: Path) -> None:
+    _proc(tmp_path, 200, 200, 30, 20)
+    _proc(tmp_path, 201, 200, 5, 5)  # the caller itself, in a neighbour's session
+    assert host_load(set(), root=tmp_path, ticks_per_s=100, exclude_pids={201}).others_cpu_s == 0.5

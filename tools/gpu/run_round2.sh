@@ -25,28 +25,8 @@ bash tools/gpu/install_bundle.sh "$vstash" "$vsite" > "$results/install-vllm.log
 bash tools/gpu/install_sglang_bundle.sh "$sstash" "$ssite" > "$results/install-sglang.log" 2>&1 &
 wait
 tail -n 2 "$results/install-vllm.log" "$results/install-sglang.log" | tee -a "$results/progress.log"
-export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-model=/root/models/llama-3.1-8b-dummy
-[ -f "$model/config.json" ] || python3 tools/gpu/make_dummy_llama.py "$model" 8b >> "$results/install.log" 2>&1
-nvidia-smi > "$results/nvidia-smi.txt" 2>&1
-PYTHONPATH=$repo python3 -m pytest_mgpu topo > "$results/topo.txt" 2>&1
-
-plugin=(-p pytest_mgpu.plugin)
-common=("${plugin[@]}" -p no:cacheprovider -ra -s --mgpu-device cuda --mgpu-model "$model"
-        "--mgpu-engine-args=--load-format dummy" --mgpu-baselines "$results/baselines" --mgpu-start-timeout 900
-        --mgpu-history "sqlite:///$results/history.db")
-session() {  # name site engine args...
-  local name=$1 site=$2 engine=$3; shift 3
-  log "$name start"
-  mkdir -p "$results/$name"
-  MGPU_RESULTS_DIR="$results/$name" PYTHONPATH="$site:$repo" MGPU_VLLM_CLIENT_PYTHONPATH="$vsite" \
-    python3 -m pytest "$@" "${common[@]}" --mgpu-engine "$engine" \
-    --mgpu-report "$results/$name.json" --mgpu-summary "$results/$name.md" --junitxml "$results/$name.junit.xml" \
-    > "$results/$name.log" 2>&1
-  log "$name exit $?"
-  find /tmp/pytest-of-*/ -name 'engine-*.log' -newer "$results/progress.log" -exec cp {} "$results/$name/" \; 2>/dev/null
-  grep -E "passed|failed" "$results/$name.log" | tail -n 1 | tee -a "$results/progress.log"
-}
+source tools/gpu/lib.sh
+gpu_host_prep
 single=perf_tests/gpu/test_gpu_single.py
 series() {  # one vLLM engine, then one pytest session per run against it (the way nightly runs look)
   local port=18123 pid k phase
