@@ -15,7 +15,8 @@
 # usage: tools/gpu/run_round3.sh VSTASH SSTASH WHEELS RESULTS   (run detached; poll RESULTS/progress.log)
 # Knobs: MGPU_DEADLINE_S (default 1350): a phase that would end after this many seconds is skipped;
 #   MGPU_SKIP_SGLANG=1: no SGLang phases (round 3 got them), so the comparisons need not leave them room;
-#   MGPU_SERIES_RUNS (8), MGPU_COTENANT_DUTIES ("0.03 0.03 0.06 0.06").
+#   MGPU_SERIES_RUNS (8), MGPU_COTENANT_DUTIES ("0.03 0.03 0.06 0.06"), MGPU_COMPARE_FIRST=1 (comparisons
+#   before the series), MGPU_COMPARE_ROUNDS (3).
 set -uo pipefail
 vstash=${1:?usage: run_round3.sh VSTASH SSTASH WHEELS RESULTS}
 sstash=${2:?}
@@ -46,14 +47,17 @@ gpu_host_prep
 single=perf_tests/gpu/test_gpu_single.py
 
 # SGLang's install only while vLLM starts (CPU work; no measurement runs then)
-(
-  for _ in $(seq 900); do [ -f "$sstash/SHA256SUMS" ] && break; sleep 1; done
-  if [ -f "$sstash/SHA256SUMS" ]; then
-    bash tools/gpu/install_sglang_bundle.sh "$sstash" "$ssite" > "$results/install-sglang.log" 2>&1 \
-      && touch "$results/.sglang-ok"
-  fi
-) &
-sgl_install=$!
+sgl_install=
+if [ -z "${MGPU_SKIP_SGLANG:-}" ]; then
+  (
+    for _ in $(seq 900); do [ -f "$sstash/SHA256SUMS" ] && break; sleep 1; done
+    if [ -f "$sstash/SHA256SUMS" ]; then
+      bash tools/gpu/install_sglang_bundle.sh "$sstash" "$ssite" > "$results/install-sglang.log" 2>&1 \
+        && touch "$results/.sglang-ok"
+    fi
+  ) &
+  sgl_install=$!
+fi
 
 port=18123
 log "vllm engine start (external to pytest: one engine for the whole series)"
@@ -62,11 +66,27 @@ PYTHONPATH="$vsite" setsid python3 -m vllm.entrypoints.openai.api_server --model
 vpid=$!
 for _ in $(seq 900); do curl -sf "http://127.0.0.1:$port/health" > /dev/null && break; sleep 1; done
 log "vllm engine healthy: $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")"
-for _ in $(seq 150); do kill -0 "$sgl_install" 2>/dev/null || break; sleep 1; done
+for _ in $(seq 150); do [ -n "$sgl_install" ] && kill -0 "$sgl_install" 2>/dev/null || break; sleep 1; done
 if kill -0 "$sgl_install" 2>/dev/null; then log "sglang install still running: the series starts beside it"
 else log "sglang install: $(tail -n 1 "$results/install-sglang.log" 2>/dev/null)"; fi
 
 external=(--mgpu-base-url "http://127.0.0.1:$port" --mgpu-external-devices 1)
+# vLLM's client beside ours (issue 14): our default, and ours on vLLM's own prompts (the verdict)
+compare_phases() {
+  export MGPU_COMPARE_VARIANTS=ours,ours-vllm-prompts MGPU_COMPARE_ROUNDS=${MGPU_COMPARE_ROUNDS:-3}
+  local sglang_s=${MGPU_SGLANG_RESERVE_S:-500}  # SGLang's two sessions come after: the comparisons leave them room
+  [ -n "${MGPU_SKIP_SGLANG:-}" ] && sglang_s=0
+  fits $((110 + sglang_s)) "compare c=1" && session compare-c1 "$vsite" external \
+    "$single::test_vllm_client_agrees[1]" "${external[@]}"
+  fits $((70 + sglang_s)) "compare c=16" && MGPU_COMPARE_WAVES=6 session compare-c16 "$vsite" external \
+    "$single::test_vllm_client_agrees[16]" "${external[@]}"
+  fits $((75 + sglang_s)) "compare c=64" && MGPU_COMPARE_WAVES=6 session compare-c64 "$vsite" external \
+    "$single::test_vllm_client_agrees[64]" "${external[@]}"
+}
+# MGPU_COMPARE_FIRST=1: the comparisons before the series (they also warm the engine up before the
+# series' first run records the pinned baselines; round 3's cold first run was 8% slow)
+[ -n "${MGPU_COMPARE_FIRST:-}" ] && compare_phases
+
 runs=${MGPU_SERIES_RUNS:-8}
 read -r -a duties <<< "${MGPU_COTENANT_DUTIES:-0.03 0.03 0.06 0.06}"
 for k in $(seq $(( runs + ${#duties[@]} ))); do
@@ -90,22 +110,13 @@ for k in $(seq $(( runs + ${#duties[@]} ))); do
 done
 [ -n "${cotenant:-}" ] && { kill -- -"$cotenant"; wait "$cotenant" 2>/dev/null; log "cotenant stopped"; }
 
-# vLLM's client beside ours (issue 14): our default, and ours on vLLM's own prompts (the verdict)
-export MGPU_COMPARE_VARIANTS=ours,ours-vllm-prompts MGPU_COMPARE_ROUNDS=3
-sglang_s=${MGPU_SGLANG_RESERVE_S:-500}  # SGLang's two sessions come after: the comparisons leave them room
-[ -n "${MGPU_SKIP_SGLANG:-}" ] && sglang_s=0
-fits $((110 + sglang_s)) "compare c=1" && session compare-c1 "$vsite" external \
-  "$single::test_vllm_client_agrees[1]" "${external[@]}"
-fits $((70 + sglang_s)) "compare c=16" && MGPU_COMPARE_WAVES=6 session compare-c16 "$vsite" external \
-  "$single::test_vllm_client_agrees[16]" "${external[@]}"
-fits $((75 + sglang_s)) "compare c=64" && MGPU_COMPARE_WAVES=6 session compare-c64 "$vsite" external \
-  "$single::test_vllm_client_agrees[64]" "${external[@]}"
+[ -z "${MGPU_COMPARE_FIRST:-}" ] && compare_phases
 kill -- -"$vpid"; sleep 5; kill -9 -- -"$vpid" 2>/dev/null
 log "vllm engine stopped; GPU memory used: $(nvidia-smi --query-gpu=memory.used --format=csv,noheader)"
 
 # SGLang through the plugin's launcher (issue 15): record, then gate on a fresh engine
 if [ -n "${MGPU_SKIP_SGLANG:-}" ]; then
-  kill "$sgl_install" 2>/dev/null; log "sglang skipped (MGPU_SKIP_SGLANG)"
+  log "sglang skipped (MGPU_SKIP_SGLANG)"
 elif wait "$sgl_install"; [ -f "$results/.sglang-ok" ]; then
   export MGPU_COMPARE_ROUNDS=3 MGPU_COMPARE_WAVES=4
   fits 290 "sglang record" && session sglang-record "$ssite" sglang \
