@@ -7,13 +7,27 @@ default: exact lengths, nothing for the server to tokenize), with its random pro
 with the prompts vLLM's own random dataset makes (`get_samples`, as text: runs of consecutive
 vocabulary ids, so the server tokenizes the same kind of text for both clients). The verdict
 compares like with like, that last run: output throughput and median TPOT within 2%, median
-TTFT within 3% (paired per-round ratios, median over the rounds).
+TTFT within 3%.
+
+The ratio behind a verdict is balanced against drift: rounds go in pairs, one in each order, and a
+pair's ratio is the geometric mean of its two rounds' ours/vLLM ratios; the verdict takes the median
+over pairs. On an H200 (round 4) TTFT rose through each round by 1-2 ms at c=1 (first run
+lowest, last highest) and moved by 30% between rounds: with 3 rounds vLLM's client went first
+twice, and an unpaired median of per-round ratios read 1.11 where the raw medians differed by 1%.
+An odd --rounds is rounded up to an even number.
 
 TTFT, both numbers: vLLM's client spends time of its own between starting its clock and the
 request reaching the server (its `trust_env=True` session looks up proxy variables and ~/.netrc
 on every request: ~1.3 ms on an idle 2-core box, 5-6 ms on a loaded one). Each round measures
 that extra against the scripted server (`ttft_oracle.py`) and reports vLLM's median TTFT both as
 it printed it and less that extra (`median_ttft_ms_less_client`); the TTFT verdict is on the latter.
+
+`--vllm-no-env` adds a run of vLLM's client with its session's `trust_env` off (nothing else changed):
+the direct measurement of what its send path costs on the engine. At concurrency 16 the extra is not
+one request's ~1 ms: with equal output lengths the requests finish, and are sent again, in waves, and
+the per-request lookups run one after another on the client's one event loop, so a wave reaches the
+engine spread over ~16x that time and its late requests miss the first prefill step. When that run
+is there, the TTFT verdict is against it (both ratios are printed).
 
 It starts vLLM's CPU build on the bundled tiny model (every engine process on core 0; clients
 unpinned, as in a user's test, unless --client-cpu) unless --base-url names a running server.
@@ -29,6 +43,7 @@ import asyncio
 import contextlib
 import io
 import json
+import math
 import os
 import statistics
 import sys
@@ -123,6 +138,24 @@ def run_vllm_client(base_url: str, model: str, tokenizer: str, a: argparse.Names
     return result
 
 
+def run_vllm_client_no_env(base_url: str, model: str, tokenizer: str, a: argparse.Namespace,
+                           seed: int) -> dict[str, Any]:
+    """vLLM's client with `trust_env=False` on its aiohttp session: no proxy or ~/.netrc lookup per request."""
+    import aiohttp
+
+    real_init = aiohttp.ClientSession.__init__
+
+    def init(self: aiohttp.ClientSession, *args: Any, **kwargs: Any) -> None:
+        kwargs["trust_env"] = False
+        real_init(self, *args, **kwargs)
+
+    aiohttp.ClientSession.__init__ = init  # type: ignore[method-assign]
+    try:
+        return run_vllm_client(base_url, model, tokenizer, a, seed)
+    finally:
+        aiohttp.ClientSession.__init__ = real_init  # type: ignore[method-assign]
+
+
 def run_ours(base_url: str, model: str, tokenizer: str, a: argparse.Namespace, seed: int,
              text_prompts: bool = False) -> dict[str, Any]:
     server = external_server(base_url, model=model, tokenizer=tokenizer)
@@ -175,7 +208,8 @@ def main() -> int:
     p.add_argument("--base-url", help="a running vLLM server (default: start one)")
     p.add_argument("--model", default=str(TINY_MODEL), help="served model name (and tokenizer directory)")
     p.add_argument("--tokenizer", help="tokenizer directory when --model is a served name (default: --model)")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=4,
+                   help="alternating rounds; odd numbers are rounded up (the verdict pairs each round with the next)")
     p.add_argument("--seed-base", type=int, default=int(time.time()) % 1_000_000,
                    help="round k, run j uses seed base+10k+j (default: fresh, so no prompt is in the prefix "
                         "cache of an engine that served earlier runs)")
@@ -183,6 +217,8 @@ def main() -> int:
     p.add_argument("--max-concurrency", type=int, default=16)
     p.add_argument("--input-len", type=int, default=128)
     p.add_argument("--output-len", type=int, default=128)
+    p.add_argument("--vllm-no-env", action="store_true",
+                   help="also run vLLM's client with trust_env off on its session; the TTFT verdict is then against it")
     p.add_argument("--client-cpu", type=int, default=-1,
                    help="pin both clients to this CPU (default -1: no pinning, as a user's test runs)")
     p.add_argument("--engine-cpus", default="0", help="CPUs for every engine process (taskset -c list)")
@@ -195,6 +231,9 @@ def main() -> int:
                         f"{', '.join(VARIANTS)}); 'ours' always runs. Fewer runs per round leave device time for "
                         "more rounds, which the TTFT verdict needs at high concurrency")
     a = p.parse_args()
+    if a.rounds < 2:
+        p.error(f"--rounds: expected at least 2 (one pair of opposite orders), got {a.rounds}")
+    a.rounds += a.rounds % 2
     chosen = {v.strip() for v in a.variants.split(",") if v.strip()} | {"ours"}
     if unknown := chosen - set(VARIANTS):
         p.error(f"--variants: expected names from {', '.join(VARIANTS)}, got {', '.join(sorted(unknown))}")
@@ -209,7 +248,8 @@ def main() -> int:
                 engine(free_port(), Path(stack.enter_context(tempfile.TemporaryDirectory())), a.engine_cpus))
         rounds: list[dict[str, dict[str, Any]]] = []
         for k in range(a.rounds):
-            order = (("vllm", run_vllm_client), *((v, fn) for v, fn in VARIANTS.items() if v in chosen))
+            refs = (("vllm", run_vllm_client),) + ((("vllm-noenv", run_vllm_client_no_env),) if a.vllm_no_env else ())
+            order = (*refs, *((v, fn) for v, fn in VARIANTS.items() if v in chosen))
             this: dict[str, dict[str, Any]] = {}
             extra_ms = vllm_extra_ms(measure_clocks())  # vLLM's client's own send time, this round
             for j, (name, fn) in enumerate(order if k % 2 == 0 else order[::-1]):
@@ -223,7 +263,7 @@ def main() -> int:
                 this[name]["others_cores"] = max(0.0, others_cpu_s(sid) - cpu0) / (time.monotonic() - t0)
                 this[name]["vllm_client_extra_ms"] = extra_ms
                 this[name]["median_ttft_ms_less_client"] = float(this[name]["median_ttft_ms"]) - (
-                    extra_ms if name == "vllm" else 0.0)
+                    extra_ms if name == "vllm" else 0.0)  # (vllm-noenv: none of the extra is left to take off)
                 print(f"round {k + 1} {name:>9}: " + "  ".join(f"{m}={this[name][m]:.2f}" for m in SHOWN[:4])
                       + f"  (other processes: {this[name]['others_cores']:.2f} cores; vLLM's client adds "
                       f"{extra_ms:.2f} ms before its requests leave)", flush=True)
@@ -231,33 +271,54 @@ def main() -> int:
     return report(rounds, a)
 
 
-def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> int:
-    """Medians of each tool, and the verdict on paired ratios: each round's ours/vllm, then their median.
+def balanced_ratio(rounds: list[dict[str, dict[str, Any]]], tool: str, metric: str, base: str = "vllm") -> float:
+    """tool/vllm for `metric`, balanced against drift: the median over round pairs (k, k+1), which run in
+    opposite orders, of the geometric mean of the pair's two per-round ratios.
 
-    Pairing within a round cancels the engine's drift; a round where other processes took more
-    than 0.25 cores during any run is left out of the verdict when two clean rounds remain.
+    Within a round the clients run one after another, so a steady drift of the engine (warming, clocks)
+    favours whichever goes first; a pair puts every client first once and last once, so a drift that is
+    linear over the pair cancels in the geometric mean. A trailing unpaired round stands alone.
     """
-    clean = [r for r in rounds if max(x["others_cores"] for x in r.values()) <= 0.25]
-    judged = clean if len(clean) >= 2 else rounds
+    def ratio(r: dict[str, dict[str, Any]]) -> float:
+        of = float(r[base][metric])
+        return float(r[tool][metric]) / of if of else float("nan")
+
+    per_pair = [math.sqrt(ratio(rounds[k]) * ratio(rounds[k + 1])) if k + 1 < len(rounds) else ratio(rounds[k])
+                for k in range(0, len(rounds), 2)]
+    return statistics.median(per_pair)
+
+
+def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> int:
+    """Medians of each tool, and the verdict on drift-balanced ratios (`balanced_ratio`).
+
+    A pair of rounds where other processes took more than 0.25 cores during any run is left out of
+    the verdict when a clean pair remains.
+    """
+    pairs = [rounds[k:k + 2] for k in range(0, len(rounds), 2)]
+    clean = [p for p in pairs if max(x["others_cores"] for r in p for x in r.values()) <= 0.25]
+    judged = [r for p in (clean or pairs) for r in p]
 
     def med(tool: str, metric: str) -> float:
         return statistics.median(float(r[tool][metric]) for r in rounds)
 
     def paired(tool: str, metric: str) -> float:
-        return statistics.median(float(r[tool][metric]) / float(r["vllm"][metric])
-                                 if float(r["vllm"][metric]) else float("nan") for r in judged)
+        return balanced_ratio(judged, tool, metric)
 
-    tools = [t for t in ("ours", "ours-text", "ours-vllm-prompts") if t in rounds[0]]
+    tools = [t for t in ("vllm-noenv", "ours", "ours-text", "ours-vllm-prompts") if t in rounds[0]]
     judge = tools[-1]  # like with like: vLLM's own prompts when that run is there, else our text prompts
     print(f"\nrandom {a.input_len}/{a.output_len}, {a.num_prompts} prompts, max concurrency {a.max_concurrency}, "
           f"{len(rounds)} alternating rounds. ours: token-id prompts (the default); ours-text: our random prompts "
           f"as text; ours-vllm-prompts: the prompts vLLM's random dataset makes, as text (the same requests vLLM's "
-          f"client sends). Values: medians over rounds; ratios (x/vllm): median of per-round ratios over "
-          f"{len(judged)} {'clean ' if judged is clean else ''}rounds; verdict on {judge}")
+          f"client sends). Values: medians over rounds; ratios (x/vllm): median over {len(judged) // 2} "
+          f"{'clean ' if clean else ''}pairs of opposite-order rounds of each pair's geometric mean ratio; "
+          f"verdict on {judge}")
     print(f"{'metric':<28}{'vllm':>9}" + "".join(f"{t:>19}" for t in tools) + "".join(f"{t + '/v':>21}" for t in tools)
           + "  verdict")
     failures = 0
     limits = dict(COMPARED)
+    no_env = "vllm-noenv" in rounds[0]
+    if no_env:  # TTFT against vLLM's clock without its own per-request lookups (module docstring)
+        limits = {"output_throughput": 0.02, "median_tpot_ms": 0.02}
     for metric in SHOWN:
         ratios = {t: paired(t, metric) for t in tools}
         verdict = ""
@@ -267,6 +328,17 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
             verdict = f"{'agree' if ok else 'DISAGREE'} (limit {limits[metric]:.0%})"
         print(f"{metric:<28}{med('vllm', metric):>9.2f}" + "".join(f"{med(t, metric):>19.2f}" for t in tools)
               + "".join(f"{ratios[t]:>21.3f}" for t in tools) + f"  {verdict}")
+    if no_env:
+        print(f"against vLLM's client with trust_env off (vllm-noenv), the same balanced ratios; "
+              f"TTFT verdict on {judge}")
+        for metric in ("output_throughput", "median_tpot_ms", "median_ttft_ms", "p99_ttft_ms"):
+            ratios = {t: balanced_ratio(judged, t, metric, base="vllm-noenv") for t in tools if t != "vllm-noenv"}
+            verdict = ""
+            if metric == "median_ttft_ms":
+                ok = abs(ratios[judge] - 1) <= 0.03
+                failures += not ok
+                verdict = f"{'agree' if ok else 'DISAGREE'} (limit 3%)"
+            print(f"{metric:<28}" + "".join(f"{t + '/noenv':>24}={r:.3f}" for t, r in ratios.items()) + f"  {verdict}")
     for k, r in enumerate(rounds):
         c = r["ours"]["client"]
         print(f"round {k + 1}: our client cpu {c['cpu_util']:.0%}, p99 loop lag {c['loop_lag_p99_ms']:.2f} ms, "

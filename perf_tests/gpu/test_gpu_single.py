@@ -50,7 +50,7 @@ def test_vllm_client_agrees(mgpu_engine, tmp_path: Path, concurrency: int) -> No
     server = mgpu_engine(tp=1)
     # more rounds and waves steady the TTFT verdict at high concurrency, where lockstep waves make each
     # round's median TTFT jump by several percent (MGPU_COMPARE_ROUNDS/WAVES/VARIANTS; defaults as before)
-    rounds = os.environ.get("MGPU_COMPARE_ROUNDS", "3")
+    rounds = os.environ.get("MGPU_COMPARE_ROUNDS", "4")  # pairs of opposite orders (compare_vllm_client.py)
     waves = int(os.environ.get("MGPU_COMPARE_WAVES", "4"))
     out = Path(os.environ.get("MGPU_RESULTS_DIR", tmp_path)) / f"compare_vllm_client_c{concurrency}.json"
     repo = Path(__file__).resolve().parents[2]
@@ -58,7 +58,8 @@ def test_vllm_client_agrees(mgpu_engine, tmp_path: Path, concurrency: int) -> No
            "--model", server.model_name, "--tokenizer", str(server.tokenizer_path or server.spec.model),
            "--rounds", rounds, "--num-prompts", str(max(16, waves * concurrency)),
            "--max-concurrency", str(concurrency), "--client-cpu", "-1",
-           "--variants", os.environ.get("MGPU_COMPARE_VARIANTS", "ours,ours-text,ours-vllm-prompts"), "--out", str(out)]
+           "--variants", os.environ.get("MGPU_COMPARE_VARIANTS", "ours,ours-text,ours-vllm-prompts"), "--out", str(out),
+           *(["--vllm-no-env"] if os.environ.get("MGPU_COMPARE_NO_ENV") else [])]
     env = dict(os.environ)
     if os.environ.get("MGPU_VLLM_CLIENT_PYTHONPATH"):
         env["PYTHONPATH"] = f"{os.environ['MGPU_VLLM_CLIENT_PYTHONPATH']}:{repo}"

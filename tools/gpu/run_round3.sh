@@ -16,7 +16,8 @@
 # Knobs: MGPU_DEADLINE_S (default 1350): a phase that would end after this many seconds is skipped;
 #   MGPU_SKIP_SGLANG=1: no SGLang phases (round 3 got them), so the comparisons need not leave them room;
 #   MGPU_SERIES_RUNS (8), MGPU_COTENANT_DUTIES ("0.03 0.03 0.06 0.06"), MGPU_COMPARE_FIRST=1 (comparisons
-#   before the series), MGPU_COMPARE_ROUNDS (3).
+#   before the series), MGPU_COMPARE_ROUNDS (4; per concurrency: MGPU_COMPARE_ROUNDS_C1/_C16/_C64),
+#   MGPU_COMPARE_WAVES_C1 (prompts at c=1, 16), MGPU_COMPARE_NO_ENV=1 (vLLM's client with trust_env off too).
 set -uo pipefail
 vstash=${1:?usage: run_round3.sh VSTASH SSTASH WHEELS RESULTS}
 sstash=${2:?}
@@ -75,20 +76,35 @@ fi
 external=(--mgpu-base-url "http://127.0.0.1:$port" --mgpu-external-devices 1)
 # vLLM's client beside ours (issue 14): our default, and ours on vLLM's own prompts (the verdict)
 compare_phases() {
-  export MGPU_COMPARE_VARIANTS=ours,ours-vllm-prompts MGPU_COMPARE_ROUNDS=${MGPU_COMPARE_ROUNDS:-3}
+  export MGPU_COMPARE_VARIANTS=ours,ours-vllm-prompts MGPU_COMPARE_ROUNDS=${MGPU_COMPARE_ROUNDS:-4}
   local sglang_s=${MGPU_SGLANG_RESERVE_S:-500}  # SGLang's two sessions come after: the comparisons leave them room
   [ -n "${MGPU_SKIP_SGLANG:-}" ] && sglang_s=0
-  fits $((110 + sglang_s)) "compare c=1" && session compare-c1 "$vsite" external \
-    "$single::test_vllm_client_agrees[1]" "${external[@]}"
-  fits $((70 + sglang_s)) "compare c=16" && MGPU_COMPARE_WAVES=6 session compare-c16 "$vsite" external \
-    "$single::test_vllm_client_agrees[16]" "${external[@]}"
-  fits $((75 + sglang_s)) "compare c=64" && MGPU_COMPARE_WAVES=6 session compare-c64 "$vsite" external \
-    "$single::test_vllm_client_agrees[64]" "${external[@]}"
+  # MGPU_COMPARE_NO_ENV=1 adds vLLM's client with trust_env off (round 5): 4 runs a round, about
+  # 75 s a round at c=1 (24 prompts), 35 s at c=16, 42 s at c=64
+  local r1=${MGPU_COMPARE_ROUNDS_C1:-$MGPU_COMPARE_ROUNDS} r16=${MGPU_COMPARE_ROUNDS_C16:-$MGPU_COMPARE_ROUNDS}
+  local r64=${MGPU_COMPARE_ROUNDS_C64:-$MGPU_COMPARE_ROUNDS}
+  fits $((75 * r1 + sglang_s)) "compare c=1" && MGPU_COMPARE_ROUNDS=$r1 MGPU_COMPARE_WAVES=${MGPU_COMPARE_WAVES_C1:-16} \
+    session compare-c1 "$vsite" external "$single::test_vllm_client_agrees[1]" "${external[@]}"
+  fits $((35 * r16 + sglang_s)) "compare c=16" && MGPU_COMPARE_ROUNDS=$r16 MGPU_COMPARE_WAVES=6 \
+    session compare-c16 "$vsite" external "$single::test_vllm_client_agrees[16]" "${external[@]}"
+  fits $((42 * r64 + sglang_s)) "compare c=64" && MGPU_COMPARE_ROUNDS=$r64 MGPU_COMPARE_WAVES=6 \
+    session compare-c64 "$vsite" external "$single::test_vllm_client_agrees[64]" "${external[@]}"
 }
 # MGPU_COMPARE_FIRST=1: the comparisons before the series, so a short deadline cuts the series, not them.
 # (They do not cure the series' slow first run: round 4's was 10% slow after all three; see gpu-runs/README.md.)
 [ -n "${MGPU_COMPARE_FIRST:-}" ] && compare_phases
 
+# A discarded warm-up session first, into a history of its own: in rounds 3 and 4 the series' first session
+# was 10% slow (even after three comparison sessions on the same engine), recorded the pinned baseline,
+# and made the next runs read as improvements against it.
+if fits 30 "series warm-up"; then
+  series_history=${common[-1]}
+  common[-1]="sqlite:///$results/warmup-history.db"
+  MGPU_SERIES_PHASE=warmup session series-warmup "$vsite" external perf_tests/gpu/test_history_series.py \
+    "${external[@]}"
+  grep -h "series run" "$results/series-warmup.log" | head -n 1 >> "$results/progress.log"
+  common[-1]=$series_history
+fi
 runs=${MGPU_SERIES_RUNS:-8}
 read -r -a duties <<< "${MGPU_COTENANT_DUTIES:-0.03 0.03 0.06 0.06}"
 for k in $(seq $(( runs + ${#duties[@]} ))); do
