@@ -17,7 +17,9 @@
 #   MGPU_SKIP_SGLANG=1: no SGLang phases (round 3 got them), so the comparisons need not leave them room;
 #   MGPU_SERIES_RUNS (8), MGPU_COTENANT_DUTIES ("0.03 0.03 0.06 0.06"), MGPU_COMPARE_FIRST=1 (comparisons
 #   before the series), MGPU_COMPARE_ROUNDS (4; per concurrency: MGPU_COMPARE_ROUNDS_C1/_C16/_C64),
-#   MGPU_COMPARE_WAVES_C1 (prompts at c=1, 16), MGPU_COMPARE_NO_ENV=1 (vLLM's client with trust_env off too).
+#   MGPU_COMPARE_WAVES_C1 (prompts at c=1, 16), MGPU_COMPARE_NO_ENV=1 (vLLM's client with trust_env off too),
+#   MGPU_COMPARE_CONCURRENCIES ("1 16 64", in this order), MGPU_COMPARE_VARIANTS (ours,ours-vllm-prompts),
+#   MGPU_SERIES_SEED (a directory with history.db and baselines/ of an earlier run: continue its series).
 set -uo pipefail
 vstash=${1:?usage: run_round3.sh VSTASH SSTASH WHEELS RESULTS}
 sstash=${2:?}
@@ -76,19 +78,22 @@ fi
 external=(--mgpu-base-url "http://127.0.0.1:$port" --mgpu-external-devices 1)
 # vLLM's client beside ours (issue 14): our default, and ours on vLLM's own prompts (the verdict)
 compare_phases() {
-  export MGPU_COMPARE_VARIANTS=ours,ours-vllm-prompts MGPU_COMPARE_ROUNDS=${MGPU_COMPARE_ROUNDS:-4}
+  export MGPU_COMPARE_VARIANTS=${MGPU_COMPARE_VARIANTS:-ours,ours-vllm-prompts} MGPU_COMPARE_ROUNDS=${MGPU_COMPARE_ROUNDS:-4}
   local sglang_s=${MGPU_SGLANG_RESERVE_S:-500}  # SGLang's two sessions come after: the comparisons leave them room
   [ -n "${MGPU_SKIP_SGLANG:-}" ] && sglang_s=0
-  # MGPU_COMPARE_NO_ENV=1 adds vLLM's client with trust_env off (round 5): 4 runs a round, about
-  # 75 s a round at c=1 (24 prompts), 35 s at c=16, 42 s at c=64
-  local r1=${MGPU_COMPARE_ROUNDS_C1:-$MGPU_COMPARE_ROUNDS} r16=${MGPU_COMPARE_ROUNDS_C16:-$MGPU_COMPARE_ROUNDS}
-  local r64=${MGPU_COMPARE_ROUNDS_C64:-$MGPU_COMPARE_ROUNDS}
-  fits $((75 * r1 + sglang_s)) "compare c=1" && MGPU_COMPARE_ROUNDS=$r1 MGPU_COMPARE_WAVES=${MGPU_COMPARE_WAVES_C1:-16} \
-    session compare-c1 "$vsite" external "$single::test_vllm_client_agrees[1]" "${external[@]}"
-  fits $((35 * r16 + sglang_s)) "compare c=16" && MGPU_COMPARE_ROUNDS=$r16 MGPU_COMPARE_WAVES=6 \
-    session compare-c16 "$vsite" external "$single::test_vllm_client_agrees[16]" "${external[@]}"
-  fits $((42 * r64 + sglang_s)) "compare c=64" && MGPU_COMPARE_ROUNDS=$r64 MGPU_COMPARE_WAVES=6 \
-    session compare-c64 "$vsite" external "$single::test_vllm_client_agrees[64]" "${external[@]}"
+  # runs a round: vLLM's client, its trust_env-off run (MGPU_COMPARE_NO_ENV=1), each of our variants;
+  # seconds a run on the H200 (8B dummy, 128/128): c=1 about 0.65 s a prompt + 3 s, c=16 and c=64 (6 waves) 9 and 11 s
+  local runs=$(( 1 + $(tr "," "\n" <<< "$MGPU_COMPARE_VARIANTS" | wc -l) ))
+  [ -n "${MGPU_COMPARE_NO_ENV:-}" ] && runs=$(( runs + 1 ))
+  local c rounds waves run_s
+  for c in ${MGPU_COMPARE_CONCURRENCIES:-1 16 64}; do
+    rounds_var=MGPU_COMPARE_ROUNDS_C$c; rounds=${!rounds_var:-$MGPU_COMPARE_ROUNDS}
+    if [ "$c" = 1 ]; then waves=${MGPU_COMPARE_WAVES_C1:-16}; run_s=$(( waves * 65 / 100 + 3 ))
+    else waves=6; run_s=$(( c <= 16 ? 9 : 11 )); fi
+    fits $(( rounds * runs * run_s + sglang_s )) "compare c=$c" && MGPU_COMPARE_ROUNDS=$rounds \
+      MGPU_COMPARE_WAVES=$waves session "compare-c$c" "$vsite" external "$single::test_vllm_client_agrees[$c]" \
+      "${external[@]}"
+  done
 }
 # MGPU_COMPARE_FIRST=1: the comparisons before the series, so a short deadline cuts the series, not them.
 # (They do not cure the series' slow first run: round 4's was 10% slow after all three; see gpu-runs/README.md.)
@@ -97,6 +102,12 @@ compare_phases() {
 # A discarded warm-up session first, into a history of its own: in rounds 3 and 4 the series' first session
 # was 10% slow (even after three comparison sessions on the same engine), recorded the pinned baseline,
 # and made the next runs read as improvements against it.
+# MGPU_SERIES_SEED=DIR: continue the series of an earlier run (its history.db and baselines), on the same
+# fingerprint: no run records the pinned baseline again.
+if [ -n "${MGPU_SERIES_SEED:-}" ]; then
+  cp "$MGPU_SERIES_SEED/history.db" "$results/history.db" && cp -r "$MGPU_SERIES_SEED/baselines" "$results/"
+  log "series continued from $MGPU_SERIES_SEED: $(ls "$results/baselines")"
+fi
 if fits 30 "series warm-up"; then
   series_history=${common[-1]}
   common[-1]="sqlite:///$results/warmup-history.db"
@@ -121,7 +132,7 @@ for k in $(seq $(( runs + ${#duties[@]} ))); do
       cotenant=$! cotenant_duty=$duty; sleep 5
     fi
   fi
-  record=(); [ "$k" = 1 ] && record=(--mgpu-update-baselines)
+  record=(); [ "$k" = 1 ] && [ -z "${MGPU_SERIES_SEED:-}" ] && record=(--mgpu-update-baselines)
   MGPU_SERIES_PHASE=$phase session "series-$k" "$vsite" external perf_tests/gpu/test_history_series.py \
     "${external[@]}" "${record[@]}"
   grep -h "series run\|test_series " "$results/series-$k.log" | head -n 3 >> "$results/progress.log"
