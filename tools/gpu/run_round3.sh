@@ -34,7 +34,7 @@ fits() {  # fits SECONDS: would a phase of that length end before the deadline?
   log "skipped: $2 (needs ${1}s, deadline ${MGPU_DEADLINE_S:-1350}s)"; return 1
 }
 repo=$(mktemp -d /root/mgpu-repo.XXXXXXXX)
-(cd "$src" && tar --exclude='./.g[0-9]' --exclude='./.s[0-9]' --exclude=./.whl --exclude=./.git -cf - .) \
+(cd "$src" && tar --exclude='./.g[0-9]' --exclude='./.s[0-9]' --exclude='./.h[0-9]' --exclude=./.whl --exclude=./.git -cf - .) \
   | tar -xf - -C "$repo"
 cd "$repo"
 vsite=$(mktemp -d)
