@@ -292,7 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="repeats per run, as --mgpu-repeats (default 3)")
     ap.add_argument("--input-len", type=int, default=64)
     ap.add_argument("--output-len", type=int, default=32)
-    ap.add_argument("--num-prompts", type=int, default=16)
+    # 64, not 16: with 16 prompts at concurrency 8 a repeat is two waves of ~1 s, one stalled wave moves its
+    # median TPOT, and the 2-core AVX2 box raised 2-6 false alarms in 21 (perf-runs/2026-12-02-round3-cpu);
+    # with 64 (8 waves, ~3 s a repeat) 0 in 21 (perf-runs/2026-12-03-cpu)
+    ap.add_argument("--num-prompts", type=int, default=64)
     ap.add_argument("--max-concurrency", type=int, default=8)
     ap.add_argument("--hidden", type=int, default=768, help="model hidden size; 0 = the bundled tiny model")
     ap.add_argument("--layers", type=int, default=8)
