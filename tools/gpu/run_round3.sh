@@ -81,11 +81,11 @@ compare_phases() {
   export MGPU_COMPARE_VARIANTS=${MGPU_COMPARE_VARIANTS:-ours,ours-vllm-prompts} MGPU_COMPARE_ROUNDS=${MGPU_COMPARE_ROUNDS:-4}
   local sglang_s=${MGPU_SGLANG_RESERVE_S:-500}  # SGLang's two sessions come after: the comparisons leave them room
   [ -n "${MGPU_SKIP_SGLANG:-}" ] && sglang_s=0
-  # runs a round: vLLM's client, its trust_env-off run (MGPU_COMPARE_NO_ENV=1), each of our variants;
+  # runs a round: vLLM's client, its trust_env-off run (MGPU_COMPARE_NO_ENV=1), `ours` (always) and the other variants;
   # seconds a run on the H200 (8B dummy, 128/128): c=1 about 0.65 s a prompt + 3 s, c=16 and c=64 (6 waves) 9 and 11 s
-  local runs=$(( 1 + $(tr "," "\n" <<< "$MGPU_COMPARE_VARIANTS" | wc -l) ))
+  local runs=$(( 1 + $(tr "," "\n" <<< "ours,$MGPU_COMPARE_VARIANTS" | sort -u | wc -l) ))
   [ -n "${MGPU_COMPARE_NO_ENV:-}" ] && runs=$(( runs + 1 ))
-  local c rounds waves run_s
+  local c rounds rounds_var waves run_s
   for c in ${MGPU_COMPARE_CONCURRENCIES:-1 16 64}; do
     rounds_var=MGPU_COMPARE_ROUNDS_C$c; rounds=${!rounds_var:-$MGPU_COMPARE_ROUNDS}
     if [ "$c" = 1 ]; then waves=${MGPU_COMPARE_WAVES_C1:-16}; run_s=$(( waves * 65 / 100 + 3 ))
