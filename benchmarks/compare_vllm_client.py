@@ -16,6 +16,13 @@ lowest, last highest) and moved by 30% between rounds: with 3 rounds vLLM's clie
 twice, and an unpaired median of per-round ratios read 1.11 where the raw medians differed by 1%.
 An odd --rounds is rounded up to an even number.
 
+Each verdict carries a 90% bootstrap interval over the pairs (`ratio_interval`, from 4 pairs on) and
+reads agree (the whole interval inside the limit), DISAGREE (the ratio beyond the limit, the interval
+clear of 1) or unresolved (`judge`); the exit status is 0, 1, or 3 when nothing disagrees but something
+is unresolved. At c=16 on an H200 one run's median TTFT moved 6-11% for every client, vLLM's own
+included, so a bare point from 8 pairs read 0.947 where the runs' medians differed by 0.5%.
+`--replay FILE` judges the rounds an earlier --out saved, without an engine.
+
 TTFT, both numbers: vLLM's client spends time of its own between starting its clock and the
 request reaching the server (its `trust_env=True` session looks up proxy variables and ~/.netrc
 on every request: ~1.3 ms on an idle 2-core box, 5-6 ms on a loaded one). Each round measures
@@ -45,6 +52,7 @@ import io
 import json
 import math
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -126,6 +134,7 @@ def _vllm_args(base_url: str, model: str, tokenizer: str, a: argparse.Namespace,
         "--num-prompts", str(a.num_prompts), "--max-concurrency", str(a.max_concurrency),
         "--num-warmups", str(a.max_concurrency), "--seed", str(seed), "--ignore-eos", "--disable-tqdm",
         "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "90,99",
+        "--save-detailed",  # keeps every request's TTFT in the result (nothing is written without --save-result)
     ])
 
 
@@ -161,8 +170,14 @@ def run_ours(base_url: str, model: str, tokenizer: str, a: argparse.Namespace, s
     server = external_server(base_url, model=model, tokenizer=tokenizer)
     w = Workload(input_len=a.input_len, output_len=a.output_len, num_prompts=a.num_prompts,
                  max_concurrency=a.max_concurrency, seed=seed, text_prompts=text_prompts)
-    result = run_bench(server, w)
-    return {**result.metrics, "client": result.client.to_json(), "findings": [str(f) for f in result.findings]}
+    return _ours_json(run_bench(server, w))
+
+
+def _ours_json(result: Any) -> dict[str, Any]:
+    """Our result's metrics, client health, findings and every successful request's TTFT (as vLLM's "ttfts")."""
+    ttfts = [r.ttft_s for rep in result.requests for r in rep if r.success]
+    return {**result.metrics, "client": result.client.to_json(), "findings": [str(f) for f in result.findings],
+            "ttfts": ttfts}
 
 
 def run_ours_text(base_url: str, model: str, tokenizer: str, a: argparse.Namespace, seed: int) -> dict[str, Any]:
@@ -197,7 +212,7 @@ def run_ours_vllm_prompts(base_url: str, model: str, tokenizer: str, a: argparse
         w = Workload(dataset=jsonl("vllm-random.jsonl", [s.prompt for s in samples]), output_len=a.output_len,
                      num_prompts=a.num_prompts, max_concurrency=a.max_concurrency, seed=seed, warmup=0)
         result = run_bench(server, w)
-    return {**result.metrics, "client": result.client.to_json(), "findings": [str(f) for f in result.findings]}
+    return _ours_json(result)
 
 
 VARIANTS = {"ours": run_ours, "ours-text": run_ours_text, "ours-vllm-prompts": run_ours_vllm_prompts}
@@ -208,8 +223,9 @@ def main() -> int:
     p.add_argument("--base-url", help="a running vLLM server (default: start one)")
     p.add_argument("--model", default=str(TINY_MODEL), help="served model name (and tokenizer directory)")
     p.add_argument("--tokenizer", help="tokenizer directory when --model is a served name (default: --model)")
-    p.add_argument("--rounds", type=int, default=4,
-                   help="alternating rounds; odd numbers are rounded up (the verdict pairs each round with the next)")
+    p.add_argument("--rounds", type=int, default=8,
+                   help="alternating rounds; odd numbers are rounded up (the verdict pairs each round with the next); "
+                        f"from {2 * MIN_PAIRS} on, verdicts carry a bootstrap interval")
     p.add_argument("--seed-base", type=int, default=int(time.time()) % 1_000_000,
                    help="round k, run j uses seed base+10k+j (default: fresh, so no prompt is in the prefix "
                         "cache of an engine that served earlier runs)")
@@ -226,11 +242,15 @@ def main() -> int:
                    help="before each run, wait until other processes use less than this many cores")
     p.add_argument("--quiet-timeout", type=float, default=60.0)
     p.add_argument("--out", type=Path, help="write every number as JSON here")
+    p.add_argument("--replay", type=Path, metavar="JSON",
+                   help="judge the rounds an earlier --out wrote, with today's verdict rules; runs nothing")
     p.add_argument("--variants", default=",".join(VARIANTS),
                    help="which of our runs to make each round, comma-separated (default: all of "
                         f"{', '.join(VARIANTS)}); 'ours' always runs. Fewer runs per round leave device time for "
                         "more rounds, which the TTFT verdict needs at high concurrency")
     a = p.parse_args()
+    if a.replay:
+        return replay(a.replay)
     if a.rounds < 2:
         p.error(f"--rounds: expected at least 2 (one pair of opposite orders), got {a.rounds}")
     a.rounds += a.rounds % 2
@@ -262,6 +282,7 @@ def main() -> int:
                 # a lower bound: processes that exit during the run take their CPU time with them
                 this[name]["others_cores"] = max(0.0, others_cpu_s(sid) - cpu0) / (time.monotonic() - t0)
                 this[name]["vllm_client_extra_ms"] = extra_ms
+                this[name]["ttfts_ms"] = [round(t * 1e3, 3) for t in this[name].get("ttfts", ()) if t > 0]
                 this[name]["median_ttft_ms_less_client"] = float(this[name]["median_ttft_ms"]) - (
                     extra_ms if name == "vllm" else 0.0)  # (vllm-noenv: none of the extra is left to take off)
                 print(f"round {k + 1} {name:>9}: " + "  ".join(f"{m}={this[name][m]:.2f}" for m in SHOWN[:4])
@@ -288,58 +309,130 @@ def balanced_ratio(rounds: list[dict[str, dict[str, Any]]], tool: str, metric: s
     return statistics.median(per_pair)
 
 
-def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> int:
-    """Medians of each tool, and the verdict on drift-balanced ratios (`balanced_ratio`).
+LEVEL = 0.90  # the bootstrap interval behind a verdict
+# fewer pairs give no interval: resampling 2 or 3 pairs just spans their range (two H200 pairs read 0.968-0.971
+# for a ratio whose 8-pair interval was 0.94-1.02), which would call agreement on luck
+MIN_PAIRS = 4
 
+
+def ratio_interval(rounds: list[dict[str, dict[str, Any]]], tool: str, metric: str, base: str = "vllm",
+                   level: float = LEVEL, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """A `level` bootstrap interval of `balanced_ratio`: the pairs of rounds resampled with replacement.
+
+    At concurrency 16 on an H200 one run's median TTFT moved 6-11% from run to run for every client, vLLM's
+    own included (gpu-runs/2026-12-03-h200-round6): 8 pairs then put the balanced ratio anywhere in
+    0.89-1.02 with no difference between the clients, so a verdict must know how far its rounds can see.
+    (nan, nan) below MIN_PAIRS pairs.
+    """
+    pairs = [rounds[k:k + 2] for k in range(0, len(rounds) - 1, 2)]
+    if len(pairs) < MIN_PAIRS:
+        return math.nan, math.nan
+    rng = random.Random(seed)
+    stats = sorted(x for x in (balanced_ratio([r for p in rng.choices(pairs, k=len(pairs)) for r in p],
+                                              tool, metric, base) for _ in range(resamples)) if not math.isnan(x))
+    if not stats:
+        return math.nan, math.nan
+    tail = (1 - level) / 2
+    return stats[int(tail * (len(stats) - 1))], stats[int((1 - tail) * (len(stats) - 1))]
+
+
+def judge(ratio: float, interval: tuple[float, float], limit: float) -> str:
+    """'agree', 'DISAGREE' or 'unresolved' for a ratio that should be 1 within `limit`.
+
+    agree: the whole interval is within the limit (an equivalence test, not just a point that landed
+    inside); DISAGREE: the point is beyond the limit and the interval clear of 1 (a difference the rounds
+    can see); unresolved: neither, the rounds' own spread is too wide to tell. Without an interval (fewer
+    than MIN_PAIRS pairs) the point decides alone, and the report says so.
+    """
+    low, high = interval
+    if math.isnan(ratio):
+        return "unresolved"
+    if math.isnan(low):
+        return "agree" if abs(ratio - 1) <= limit else "DISAGREE"
+    if 1 - limit <= low and high <= 1 + limit:
+        return "agree"
+    if abs(ratio - 1) > limit and (low > 1 or high < 1):
+        return "DISAGREE"
+    return "unresolved"
+
+
+def rounds_to_resolve(ratio: float, interval: tuple[float, float], limit: float, n_pairs: int) -> int | None:
+    """Rounds that would shrink the interval inside the limit if the ratio and the spread hold (1/sqrt(n))."""
+    margin = limit - abs(ratio - 1)
+    if math.isnan(interval[0]) or margin <= 0:
+        return None
+    half = (interval[1] - interval[0]) / 2
+    return 2 * max(n_pairs, math.ceil(n_pairs * (half / margin) ** 2))
+
+
+def pooled_median(rounds: list[dict[str, dict[str, Any]]], tool: str) -> float:
+    """The median TTFT over every request of every round (nan when a run kept no per-request TTFTs)."""
+    values = [x for r in rounds for x in r[tool].get("ttfts_ms", ())]
+    return statistics.median(values) if values and all(r[tool].get("ttfts_ms") for r in rounds) else math.nan
+
+
+def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> int:
+    """Medians of each tool, and verdicts on drift-balanced ratios (`balanced_ratio`) with their interval.
+
+    Exit status: 1 when a compared metric disagrees, 3 when none does but one is unresolved, else 0.
     A pair of rounds where other processes took more than 0.25 cores during any run is left out of
     the verdict when a clean pair remains.
     """
     pairs = [rounds[k:k + 2] for k in range(0, len(rounds), 2)]
     clean = [p for p in pairs if max(x["others_cores"] for r in p for x in r.values()) <= 0.25]
     judged = [r for p in (clean or pairs) for r in p]
+    n_pairs = len(judged) // 2
 
     def med(tool: str, metric: str) -> float:
         return statistics.median(float(r[tool][metric]) for r in rounds)
 
-    def paired(tool: str, metric: str) -> float:
-        return balanced_ratio(judged, tool, metric)
-
     tools = [t for t in ("vllm-noenv", "ours", "ours-text", "ours-vllm-prompts") if t in rounds[0]]
-    judge = tools[-1]  # like with like: vLLM's own prompts when that run is there, else our text prompts
+    judge_tool = tools[-1]  # like with like: vLLM's own prompts when that run is there, else our text prompts
+    verdicts: list[str] = []
+
+    def verdict(metric: str, limit: float, base: str) -> str:
+        ratio = balanced_ratio(judged, judge_tool, metric, base=base)
+        interval = ratio_interval(judged, judge_tool, metric, base=base)
+        v = judge(ratio, interval, limit)
+        verdicts.append(v)
+        text = f"{v} (limit {limit:.0%}"
+        if not math.isnan(interval[0]):
+            text += f"; {LEVEL:.0%} interval {interval[0]:.3f}-{interval[1]:.3f}"
+        else:
+            text += f"; point only: {n_pairs} pairs, an interval needs {MIN_PAIRS}"
+        if v == "unresolved" and (need := rounds_to_resolve(ratio, interval, limit, n_pairs)):
+            text += f"; about {need} rounds would settle it"
+        return text + ")"
+
     print(f"\nrandom {a.input_len}/{a.output_len}, {a.num_prompts} prompts, max concurrency {a.max_concurrency}, "
           f"{len(rounds)} alternating rounds. ours: token-id prompts (the default); ours-text: our random prompts "
           f"as text; ours-vllm-prompts: the prompts vLLM's random dataset makes, as text (the same requests vLLM's "
-          f"client sends). Values: medians over rounds; ratios (x/vllm): median over {len(judged) // 2} "
+          f"client sends). Values: medians over rounds; ratios (x/vllm): median over {n_pairs} "
           f"{'clean ' if clean else ''}pairs of opposite-order rounds of each pair's geometric mean ratio; "
-          f"verdict on {judge}")
+          f"verdict on {judge_tool}, with a {LEVEL:.0%} bootstrap interval over the pairs")
     print(f"{'metric':<28}{'vllm':>9}" + "".join(f"{t:>19}" for t in tools) + "".join(f"{t + '/v':>21}" for t in tools)
           + "  verdict")
-    failures = 0
     limits = dict(COMPARED)
     ttft_limit = limits["median_ttft_ms_less_client"]
     no_env = "vllm-noenv" in rounds[0]
     if no_env:  # TTFT against vLLM's clock without its own per-request lookups (module docstring)
         del limits["median_ttft_ms_less_client"]
     for metric in SHOWN:
-        ratios = {t: paired(t, metric) for t in tools}
-        verdict = ""
-        if metric in limits:
-            ok = abs(ratios[judge] - 1) <= limits[metric]
-            failures += not ok
-            verdict = f"{'agree' if ok else 'DISAGREE'} (limit {limits[metric]:.0%})"
+        ratios = {t: balanced_ratio(judged, t, metric) for t in tools}
+        text = verdict(metric, limits[metric], "vllm") if metric in limits else ""
         print(f"{metric:<28}{med('vllm', metric):>9.2f}" + "".join(f"{med(t, metric):>19.2f}" for t in tools)
-              + "".join(f"{ratios[t]:>21.3f}" for t in tools) + f"  {verdict}")
+              + "".join(f"{ratios[t]:>21.3f}" for t in tools) + f"  {text}")
     if no_env:
         print(f"against vLLM's client with trust_env off (vllm-noenv), the same balanced ratios; "
-              f"TTFT verdict on {judge}")
+              f"TTFT verdict on {judge_tool}")
         for metric in ("output_throughput", "median_tpot_ms", "median_ttft_ms", "p99_ttft_ms"):
             ratios = {t: balanced_ratio(judged, t, metric, base="vllm-noenv") for t in tools if t != "vllm-noenv"}
-            verdict = ""
-            if metric == "median_ttft_ms":
-                ok = abs(ratios[judge] - 1) <= ttft_limit
-                failures += not ok
-                verdict = f"{'agree' if ok else 'DISAGREE'} (limit {ttft_limit:.0%})"
-            print(f"{metric:<28}" + "".join(f"{t + '/noenv':>24}={r:.3f}" for t, r in ratios.items()) + f"  {verdict}")
+            text = verdict(metric, ttft_limit, "vllm-noenv") if metric == "median_ttft_ms" else ""
+            print(f"{metric:<28}" + "".join(f"{t + '/noenv':>24}={r:.3f}" for t, r in ratios.items()) + f"  {text}")
+    pooled = {t: pooled_median(judged, t) for t in ("vllm", *tools)}
+    if not math.isnan(pooled["vllm"]):
+        print("pooled median TTFT (every request of the judged rounds), ms: "
+              + "  ".join(f"{t}={v:.2f} ({v / pooled['vllm']:.3f})" for t, v in pooled.items()))
     for k, r in enumerate(rounds):
         c = r["ours"]["client"]
         print(f"round {k + 1}: our client cpu {c['cpu_util']:.0%}, p99 loop lag {c['loop_lag_p99_ms']:.2f} ms, "
@@ -352,7 +445,24 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
                  for tool, res in r.items()} for r in rounds]
         a.out.write_text(json.dumps({"args": vars(a) | {"out": str(a.out)}, "rounds": keep}, indent=2, default=str))
         print(f"wrote {a.out}")
-    return 1 if failures else 0
+    return 1 if "DISAGREE" in verdicts else 3 if "unresolved" in verdicts else 0
+
+
+def replay(path: Path) -> int:
+    """`report` on the rounds of an earlier --out file (its workload from the file, nothing written)."""
+    try:
+        data = json.loads(path.read_text())
+        rounds, args = data["rounds"], data["args"]
+        workload = ("input_len", "output_len", "num_prompts", "max_concurrency")
+        saved = argparse.Namespace(**{k: args[k] for k in workload}, out=None)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"--replay {path}: expected the JSON that --out writes (with 'args' and 'rounds'); "
+              f"could not read it: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    if len(rounds) < 2:
+        print(f"--replay {path}: expected at least 2 rounds, found {len(rounds)}", file=sys.stderr)
+        return 2
+    return report(rounds, saved)
 
 
 if __name__ == "__main__":

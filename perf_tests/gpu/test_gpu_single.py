@@ -50,7 +50,7 @@ def test_vllm_client_agrees(mgpu_engine, tmp_path: Path, concurrency: int) -> No
     server = mgpu_engine(tp=1)
     # more rounds and waves steady the TTFT verdict at high concurrency, where lockstep waves make each
     # round's median TTFT jump by several percent (MGPU_COMPARE_ROUNDS/WAVES/VARIANTS; defaults as before)
-    rounds = os.environ.get("MGPU_COMPARE_ROUNDS", "4")  # pairs of opposite orders (compare_vllm_client.py)
+    rounds = os.environ.get("MGPU_COMPARE_ROUNDS", "8")  # 4 pairs of opposite orders: verdicts with an interval
     waves = int(os.environ.get("MGPU_COMPARE_WAVES", "4"))
     out = Path(os.environ.get("MGPU_RESULTS_DIR", tmp_path)) / f"compare_vllm_client_c{concurrency}.json"
     repo = Path(__file__).resolve().parents[2]
@@ -65,4 +65,8 @@ def test_vllm_client_agrees(mgpu_engine, tmp_path: Path, concurrency: int) -> No
         env["PYTHONPATH"] = f"{os.environ['MGPU_VLLM_CLIENT_PYTHONPATH']}:{repo}"
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
     print(proc.stdout[-4000:])
-    assert proc.returncode == 0, f"the two clients disagree beyond the limits:\n{proc.stdout}{proc.stderr[-3000:]}"
+    # exit 3: no metric disagrees, but the rounds' spread is too wide to show agreement (compare_vllm_client.judge)
+    outcome = {1: "the two clients disagree beyond the limits",
+               3: "unresolved: the rounds' own spread is wider than the limit (more MGPU_COMPARE_ROUNDS)"}
+    what = outcome.get(proc.returncode, "the comparison failed")
+    assert proc.returncode == 0, f"{what}:\n{proc.stdout}{proc.stderr[-3000:]}"

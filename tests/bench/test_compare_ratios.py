@@ -1,12 +1,17 @@
-"""benchmarks/compare_vllm_client.py's verdict ratio cancels drift within a round (pairs of opposite order)."""
+"""benchmarks/compare_vllm_client.py's verdict: a ratio that cancels drift within a round (pairs of opposite
+order), an interval that says when the rounds cannot tell, and exit codes by verdict."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
+import random
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -54,3 +59,71 @@ def test_another_reference_and_a_trailing_round(compare: ModuleType) -> None:
     assert compare.balanced_ratio(rounds, "ours", "median_ttft_ms", base="vllm-noenv") == pytest.approx(0.9 / 0.96)
     rounds[0]["vllm"]["median_ttft_ms"] = 0.0  # a zero reference is no ratio, not a crash
     assert math.isnan(compare.balanced_ratio(rounds[:2], "ours", "median_ttft_ms"))
+
+
+SHOWN_METRICS = ("output_throughput", "median_tpot_ms", "median_ttft_ms", "median_ttft_ms_less_client",
+                 "median_itl_ms", "median_e2el_ms", "p99_tpot_ms", "p99_ttft_ms", "request_throughput",
+                 "duration", "completed", "failed")
+
+
+def noisy_rounds(true_ratio: float, cv: float, n: int, seed: int = 7) -> list[dict[str, dict[str, Any]]]:
+    """Rounds whose every run reads its own value: the same level for both clients times a run's own noise
+    (`cv`, as one run's median TTFT at c=16 on an H200: 6-11%), ours `true_ratio` times vLLM's."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        r: dict[str, dict[str, Any]] = {}
+        for name, scale in (("vllm", 1.0), ("ours", true_ratio)):
+            run: dict[str, Any] = {m: 100.0 * scale * (1 + rng.gauss(0, cv)) for m in SHOWN_METRICS}
+            run.update(others_cores=0.0, ttfts_ms=[run["median_ttft_ms"]] * 3)
+            r[name] = run
+        r["ours"].update(client={"cpu_util": 0.1, "loop_lag_p99_ms": 1.0, "dispatch_lag_p99_ms": 1.0}, findings=[])
+        out.append(r)
+    return out
+
+
+def test_the_interval_says_when_the_rounds_cannot_tell(compare: ModuleType) -> None:
+    # the same clients with a 10% run-to-run spread: a point ratio off by several percent, an interval that
+    # spans the limit: neither agreement nor a difference is shown
+    wide = noisy_rounds(1.0, cv=0.10, n=16)
+    point = compare.balanced_ratio(wide, "ours", "median_ttft_ms")
+    low, high = compare.ratio_interval(wide, "ours", "median_ttft_ms")
+    assert low < 1 < high and high - low > 0.06
+    assert compare.judge(point, (low, high), 0.03) == "unresolved"
+    assert compare.rounds_to_resolve(0.99, (low, high), 0.03, 8) > 16
+    # a quiet engine: the interval is narrow, and decides both ways
+    quiet = noisy_rounds(1.0, cv=0.002, n=8)
+    interval = compare.ratio_interval(quiet, "ours", "median_ttft_ms")
+    assert compare.judge(compare.balanced_ratio(quiet, "ours", "median_ttft_ms"), interval, 0.03) == "agree"
+    slow = noisy_rounds(1.08, cv=0.002, n=8)
+    interval = compare.ratio_interval(slow, "ours", "median_ttft_ms")
+    assert compare.judge(compare.balanced_ratio(slow, "ours", "median_ttft_ms"), interval, 0.03) == "DISAGREE"
+
+
+def test_fewer_than_four_pairs_have_no_interval_and_the_point_decides(compare: ModuleType) -> None:
+    rounds = noisy_rounds(1.0, cv=0.05, n=6)
+    low, high = compare.ratio_interval(rounds, "ours", "median_ttft_ms")
+    assert math.isnan(low) and math.isnan(high)
+    assert compare.judge(1.02, (low, high), 0.03) == "agree"
+    assert compare.judge(1.05, (low, high), 0.03) == "DISAGREE"
+    assert compare.judge(math.nan, (0.9, 1.1), 0.03) == "unresolved"
+
+
+def _replay(tmp_path: Path, data: object) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "rounds.json"
+    path.write_text(json.dumps(data))
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "compare_vllm_client.py"), "--replay", str(path)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_replay_judges_saved_rounds_and_exits_by_verdict(tmp_path: Path) -> None:
+    args = {"input_len": 128, "output_len": 128, "num_prompts": 96, "max_concurrency": 16}
+    agree = _replay(tmp_path, {"args": args, "rounds": noisy_rounds(1.0, cv=0.002, n=8)})
+    assert agree.returncode == 0, agree.stdout + agree.stderr
+    assert "agree (limit 2%; 90% interval" in agree.stdout and "pooled median TTFT" in agree.stdout
+    unresolved = _replay(tmp_path, {"args": args, "rounds": noisy_rounds(1.0, cv=0.10, n=8)})
+    assert unresolved.returncode == 3 and "unresolved" in unresolved.stdout
+    disagree = _replay(tmp_path, {"args": args, "rounds": noisy_rounds(1.10, cv=0.002, n=8)})
+    assert disagree.returncode == 1 and "DISAGREE" in disagree.stdout
+    bad = _replay(tmp_path, {"rounds": []})
+    assert bad.returncode == 2 and "expected the JSON that --out writes" in bad.stderr

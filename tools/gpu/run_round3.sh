@@ -16,8 +16,8 @@
 # Knobs: MGPU_DEADLINE_S (default 1350): a phase that would end after this many seconds is skipped;
 #   MGPU_SKIP_SGLANG=1: no SGLang phases (round 3 got them), so the comparisons need not leave them room;
 #   MGPU_SERIES_RUNS (8), MGPU_COTENANT_DUTIES ("0.03 0.03 0.06 0.06"), MGPU_COMPARE_FIRST=1 (comparisons
-#   before the series), MGPU_COMPARE_ROUNDS (4; per concurrency: MGPU_COMPARE_ROUNDS_C1/_C16/_C64),
-#   MGPU_COMPARE_WAVES_C1 (prompts at c=1, 16), MGPU_COMPARE_NO_ENV=1 (vLLM's client with trust_env off too),
+#   before the series), MGPU_COMPARE_ROUNDS (8; per concurrency: MGPU_COMPARE_ROUNDS_C1/_C16/_C64),
+#   MGPU_COMPARE_WAVES_C1 (prompts at c=1, 16), MGPU_COMPARE_WAVES_C16/_C64 (waves of c prompts, 6), MGPU_COMPARE_NO_ENV=1 (vLLM's client with trust_env off too),
 #   MGPU_COMPARE_CONCURRENCIES ("1 16 64", in this order), MGPU_COMPARE_VARIANTS (ours,ours-vllm-prompts),
 #   MGPU_SERIES_SEED (a directory with history.db and baselines/ of an earlier run: continue its series).
 set -uo pipefail
@@ -78,18 +78,18 @@ fi
 external=(--mgpu-base-url "http://127.0.0.1:$port" --mgpu-external-devices 1)
 # vLLM's client beside ours (issue 14): our default, and ours on vLLM's own prompts (the verdict)
 compare_phases() {
-  export MGPU_COMPARE_VARIANTS=${MGPU_COMPARE_VARIANTS:-ours,ours-vllm-prompts} MGPU_COMPARE_ROUNDS=${MGPU_COMPARE_ROUNDS:-4}
+  export MGPU_COMPARE_VARIANTS=${MGPU_COMPARE_VARIANTS:-ours,ours-vllm-prompts} MGPU_COMPARE_ROUNDS=${MGPU_COMPARE_ROUNDS:-8}
   local sglang_s=${MGPU_SGLANG_RESERVE_S:-500}  # SGLang's two sessions come after: the comparisons leave them room
   [ -n "${MGPU_SKIP_SGLANG:-}" ] && sglang_s=0
   # runs a round: vLLM's client, its trust_env-off run (MGPU_COMPARE_NO_ENV=1), `ours` (always) and the other variants;
-  # seconds a run on the H200 (8B dummy, 128/128): c=1 about 0.65 s a prompt + 3 s, c=16 and c=64 (6 waves) 9 and 11 s
+  # seconds a run on the H200 (8B dummy, 128/128): c=1 about 0.65 s a prompt + 3 s, c=16 0.75 s a wave + 4 s, c=64 1 s a wave + 5 s
   local runs=$(( 1 + $(tr "," "\n" <<< "ours,$MGPU_COMPARE_VARIANTS" | sort -u | wc -l) ))
   [ -n "${MGPU_COMPARE_NO_ENV:-}" ] && runs=$(( runs + 1 ))
-  local c rounds rounds_var waves run_s
+  local c rounds rounds_var waves waves_var run_s
   for c in ${MGPU_COMPARE_CONCURRENCIES:-1 16 64}; do
     rounds_var=MGPU_COMPARE_ROUNDS_C$c; rounds=${!rounds_var:-$MGPU_COMPARE_ROUNDS}
     if [ "$c" = 1 ]; then waves=${MGPU_COMPARE_WAVES_C1:-16}; run_s=$(( waves * 65 / 100 + 3 ))
-    else waves=6; run_s=$(( c <= 16 ? 9 : 11 )); fi
+    else waves_var=MGPU_COMPARE_WAVES_C$c; waves=${!waves_var:-6}; run_s=$(( c <= 16 ? waves * 75 / 100 + 4 : waves + 5 )); fi
     fits $(( rounds * runs * run_s + sglang_s )) "compare c=$c" && MGPU_COMPARE_ROUNDS=$rounds \
       MGPU_COMPARE_WAVES=$waves session "compare-c$c" "$vsite" external "$single::test_vllm_client_agrees[$c]" \
       "${external[@]}"
