@@ -21,7 +21,8 @@ reads agree (the whole interval inside the limit), DISAGREE (the ratio beyond th
 clear of 1) or unresolved (`judge`); the exit status is 0, 1, or 3 when nothing disagrees but something
 is unresolved. At c=16 on an H200 one run's median TTFT moved 6-11% for every client, vLLM's own
 included, so a bare point from 8 pairs read 0.947 where the runs' medians differed by 0.5%.
-`--replay FILE` judges the rounds an earlier --out saved, without an engine.
+`--replay FILE...` judges the rounds earlier --out runs saved, without an engine; several files of one
+workload pool their pairs (each pair was measured on one engine, so hosts can add up).
 
 TTFT, both numbers: vLLM's client spends time of its own between starting its clock and the
 request reaching the server (its `trust_env=True` session looks up proxy variables and ~/.netrc
@@ -242,8 +243,9 @@ def main() -> int:
                    help="before each run, wait until other processes use less than this many cores")
     p.add_argument("--quiet-timeout", type=float, default=60.0)
     p.add_argument("--out", type=Path, help="write every number as JSON here")
-    p.add_argument("--replay", type=Path, metavar="JSON",
-                   help="judge the rounds an earlier --out wrote, with today's verdict rules; runs nothing")
+    p.add_argument("--replay", type=Path, nargs="+", metavar="JSON",
+                   help="judge the rounds earlier --out runs wrote, with today's verdict rules; several files of "
+                        "one workload and the same clients pool their pairs; runs nothing")
     p.add_argument("--variants", default=",".join(VARIANTS),
                    help="which of our runs to make each round, comma-separated (default: all of "
                         f"{', '.join(VARIANTS)}); 'ours' always runs. Fewer runs per round leave device time for "
@@ -448,21 +450,39 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
     return 1 if "DISAGREE" in verdicts else 3 if "unresolved" in verdicts else 0
 
 
-def replay(path: Path) -> int:
-    """`report` on the rounds of an earlier --out file (its workload from the file, nothing written)."""
-    try:
-        data = json.loads(path.read_text())
-        rounds, args = data["rounds"], data["args"]
-        workload = ("input_len", "output_len", "num_prompts", "max_concurrency")
-        saved = argparse.Namespace(**{k: args[k] for k in workload}, out=None)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"--replay {path}: expected the JSON that --out writes (with 'args' and 'rounds'); "
-              f"could not read it: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    if len(rounds) < 2:
-        print(f"--replay {path}: expected at least 2 rounds, found {len(rounds)}", file=sys.stderr)
-        return 2
-    return report(rounds, saved)
+WORKLOAD = ("input_len", "output_len", "num_prompts", "max_concurrency")
+
+
+def replay(paths: list[Path]) -> int:
+    """`report` on the rounds of earlier --out files, pooled pair by pair (nothing is written).
+
+    Each file's rounds pair among themselves (a trailing odd round is dropped), so a pair never spans two
+    engines; the files must share the workload and the clients, or their ratios would not be one quantity.
+    """
+    rounds: list[dict[str, dict[str, Any]]] = []
+    first: tuple[Path, dict[str, Any], set[str]] | None = None
+    for path in paths:
+        try:
+            data = json.loads(path.read_text())
+            these, workload = data["rounds"], {k: data["args"][k] for k in WORKLOAD}
+            tools = set(these[0]) if these else set()
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            print(f"--replay {path}: expected the JSON that --out writes (with 'args' and 'rounds'); "
+                  f"could not read it: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
+        if len(these) < 2:
+            print(f"--replay {path}: expected at least 2 rounds (one pair), found {len(these)}", file=sys.stderr)
+            return 2
+        if first is None:
+            first = (path, workload, tools)
+        elif (workload, tools) != first[1:]:
+            print(f"--replay {path}: expected the workload and clients of {first[0]} "
+                  f"({first[1]}, {sorted(first[2])}), found {workload}, {sorted(tools)}: pool only like runs",
+                  file=sys.stderr)
+            return 2
+        rounds += these[:len(these) - len(these) % 2]
+    assert first is not None
+    return report(rounds, argparse.Namespace(**first[1], out=None))
 
 
 if __name__ == "__main__":

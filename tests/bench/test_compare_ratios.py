@@ -109,11 +109,13 @@ def test_fewer_than_four_pairs_have_no_interval_and_the_point_decides(compare: M
     assert compare.judge(math.nan, (0.9, 1.1), 0.03) == "unresolved"
 
 
-def _replay(tmp_path: Path, data: object) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "rounds.json"
-    path.write_text(json.dumps(data))
-    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "compare_vllm_client.py"), "--replay", str(path)],
-                          capture_output=True, text=True, timeout=120)
+def _replay(tmp_path: Path, *data: object) -> subprocess.CompletedProcess[str]:
+    paths = []
+    for k, d in enumerate(data):
+        paths.append(tmp_path / f"rounds{k}.json")
+        paths[-1].write_text(json.dumps(d))
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "compare_vllm_client.py"), "--replay",
+                           *map(str, paths)], capture_output=True, text=True, timeout=120)
 
 
 def test_replay_judges_saved_rounds_and_exits_by_verdict(tmp_path: Path) -> None:
@@ -127,3 +129,18 @@ def test_replay_judges_saved_rounds_and_exits_by_verdict(tmp_path: Path) -> None
     assert disagree.returncode == 1 and "DISAGREE" in disagree.stdout
     bad = _replay(tmp_path, {"rounds": []})
     assert bad.returncode == 2 and "expected the JSON that --out writes" in bad.stderr
+
+
+def test_replay_pools_like_runs_and_refuses_unlike_ones(tmp_path: Path) -> None:
+    args = {"input_len": 128, "output_len": 128, "num_prompts": 96, "max_concurrency": 16}
+    # two hosts' 3 pairs each: neither alone has an interval (4 pairs), pooled they have one
+    alone = _replay(tmp_path, {"args": args, "rounds": noisy_rounds(1.0, cv=0.002, n=6)})
+    assert "point only: 3 pairs" in alone.stdout
+    pooled = _replay(tmp_path, {"args": args, "rounds": noisy_rounds(1.0, cv=0.002, n=7, seed=1)},
+                     {"args": args, "rounds": noisy_rounds(1.0, cv=0.002, n=6, seed=2)})
+    assert pooled.returncode == 0, pooled.stdout + pooled.stderr
+    assert "12 alternating rounds" in pooled.stdout and "median over 6 clean pairs" in pooled.stdout
+    assert "90% interval" in pooled.stdout
+    other = _replay(tmp_path, {"args": args, "rounds": noisy_rounds(1.0, cv=0.002, n=6)},
+                    {"args": {**args, "max_concurrency": 64}, "rounds": noisy_rounds(1.0, cv=0.002, n=6)})
+    assert other.returncode == 2 and "pool only like runs" in other.stderr
