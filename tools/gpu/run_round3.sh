@@ -20,6 +20,8 @@
 #   MGPU_COMPARE_WAVES_C1 (prompts at c=1, 16), MGPU_COMPARE_WAVES_C16/_C64 (waves of c prompts, 6), MGPU_COMPARE_NO_ENV=1 (vLLM's client with trust_env off too),
 #   MGPU_COMPARE_CONCURRENCIES ("1 16 64", in this order), MGPU_COMPARE_VARIANTS (ours,ours-vllm-prompts),
 #   MGPU_SERIES_SEED (a directory with history.db and baselines/ of an earlier run: continue its series).
+# Comparisons only (no series, no warm-up session, no history commands): MGPU_SKIP_SGLANG=1 MGPU_COMPARE_FIRST=1
+#   MGPU_SERIES_RUNS=0 MGPU_COTENANT_DUTIES=" " (a space: empty means the default duties).
 set -uo pipefail
 vstash=${1:?usage: run_round3.sh VSTASH SSTASH WHEELS RESULTS}
 sstash=${2:?}
@@ -108,7 +110,10 @@ if [ -n "${MGPU_SERIES_SEED:-}" ]; then
   cp "$MGPU_SERIES_SEED/history.db" "$results/history.db" && cp -r "$MGPU_SERIES_SEED/baselines" "$results/"
   log "series continued from $MGPU_SERIES_SEED: $(ls "$results/baselines")"
 fi
-if fits 30 "series warm-up"; then
+runs=${MGPU_SERIES_RUNS:-8}
+read -r -a duties <<< "${MGPU_COTENANT_DUTIES:-0.03 0.03 0.06 0.06}"
+# no series at all (MGPU_SERIES_RUNS=0 MGPU_COTENANT_DUTIES=" "): no warm-up for it either
+if [ $(( runs + ${#duties[@]} )) -gt 0 ] && fits 30 "series warm-up"; then
   series_history=${common[-1]}
   common[-1]="sqlite:///$results/warmup-history.db"
   MGPU_SERIES_PHASE=warmup session series-warmup "$vsite" external perf_tests/gpu/test_history_series.py \
@@ -116,8 +121,6 @@ if fits 30 "series warm-up"; then
   grep -h "series run" "$results/series-warmup.log" | head -n 1 >> "$results/progress.log"
   common[-1]=$series_history
 fi
-runs=${MGPU_SERIES_RUNS:-8}
-read -r -a duties <<< "${MGPU_COTENANT_DUTIES:-0.03 0.03 0.06 0.06}"
 for k in $(seq $(( runs + ${#duties[@]} ))); do
   fits 30 "series run $k" || break
   phase=unchanged
@@ -155,14 +158,16 @@ else
   log "sglang not installed: $(tail -n 3 "$results/install-sglang.log" 2>/dev/null)"
 fi
 
-PYTHONPATH="$hsite:$repo" python3 -m pytest_mgpu history show --history "sqlite:///$results/history.db" \
-  > "$results/history-show.txt" 2>&1
-for what in list detect; do
-  PYTHONPATH="$hsite:$repo" python3 -m pytest_mgpu history "$what" --history "sqlite:///$results/history.db" \
-    --json > "$results/history-$what.json" 2> "$results/history-$what.err"
-done
-PYTHONPATH="$hsite:$repo" python3 -m pytest_mgpu history plot --history "sqlite:///$results/history.db" \
-  --out "$results/plots" > "$results/history-plot.log" 2>&1
+if [ -f "$results/history.db" ]; then  # a compare-only run has no series history
+  PYTHONPATH="$hsite:$repo" python3 -m pytest_mgpu history show --history "sqlite:///$results/history.db" \
+    > "$results/history-show.txt" 2>&1
+  for what in list detect; do
+    PYTHONPATH="$hsite:$repo" python3 -m pytest_mgpu history "$what" --history "sqlite:///$results/history.db" \
+      --json > "$results/history-$what.json" 2> "$results/history-$what.err"
+  done
+  PYTHONPATH="$hsite:$repo" python3 -m pytest_mgpu history plot --history "sqlite:///$results/history.db" \
+    --out "$results/plots" > "$results/history-plot.log" 2>&1
+fi
 rm -f "$results/.sglang-ok"
 tar -C "$(dirname "$results")" -czf "$results.tgz" "$(basename "$results")"
 log "done"
