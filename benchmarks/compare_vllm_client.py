@@ -482,7 +482,12 @@ def replay(paths: list[Path]) -> int:
             return 2
         rounds += these[:len(these) - len(these) % 2]
     assert first is not None
-    return report(rounds, argparse.Namespace(**first[1], out=None))
+    try:
+        return report(rounds, argparse.Namespace(**first[1], out=None))
+    except (KeyError, TypeError) as exc:  # a round without a client or metric the report reads
+        print(f"--replay: expected every run of every round to carry the metrics --out writes "
+              f"(and 'ours' its 'client'); missing or malformed: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

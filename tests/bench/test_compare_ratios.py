@@ -129,6 +129,10 @@ def test_replay_judges_saved_rounds_and_exits_by_verdict(tmp_path: Path) -> None
     assert disagree.returncode == 1 and "DISAGREE" in disagree.stdout
     bad = _replay(tmp_path, {"rounds": []})
     assert bad.returncode == 2 and "expected the JSON that --out writes" in bad.stderr
+    rounds = noisy_rounds(1.0, cv=0.002, n=8)
+    del rounds[3]["ours"]["client"]
+    partial = _replay(tmp_path, {"args": args, "rounds": rounds})
+    assert partial.returncode == 2 and "missing or malformed: 'client'" in partial.stderr
 
 
 def test_replay_pools_like_runs_and_refuses_unlike_ones(tmp_path: Path) -> None:
