@@ -34,8 +34,11 @@ def test_record_pass_pass_pass_then_a_shared_engine_fails(pytester: pytest.Pytes
     model = small_llama(tmp_path_factory.mktemp("model") / "llama768")
     server = mgpu_engine(tp=1, model=str(model), extra_args=("--load-format", "dummy"))
     pytester.makepyfile(test_perf=INNER)
+    # a 30% band: this test is about record/pass/fail wiring, not the box's steadiness. With the default 10%, an
+    # unchanged run on a noisy CI box read TPOT +10.7% and failed (2026-12-03); three hogs on the engine's core
+    # leave it about a quarter of the core, far beyond 30%
     args = ("-p", "no:cacheprovider", "--mgpu-engine=external", f"--mgpu-base-url={server.base_url}",
-            f"--mgpu-model={model}")
+            f"--mgpu-model={model}", "--mgpu-tolerance=30%")
 
     recorded = pytester.runpytest_subprocess(*args, "--mgpu-update-baselines", timeout=600)
     recorded.assert_outcomes(passed=1)
