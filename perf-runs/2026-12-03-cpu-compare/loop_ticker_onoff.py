@@ -1,4 +1,7 @@
-"""Scratch experiment (not linted, kept as run): ours with the loop-lag ticker on vs off vs vLLM's client, c=1."""
+"""Scratch experiment (not linted, kept as run): ours with the loop-lag ticker on vs off vs vLLM's client, c=1.
+
+From the repo root: flock /tmp/mgpu-engine.lock .venv/bin/python perf-runs/2026-12-03-cpu-compare/loop_ticker_onoff.py 12
+(writes loop_ticker_onoff.json beside this file)."""
 import argparse
 import json
 import math
@@ -7,7 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, "/work/main"); sys.path.insert(0, "/work/main/benchmarks")
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1])); sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
 import compare_vllm_client as c
 
 import pytest_mgpu.bench.load as load
@@ -36,7 +40,7 @@ with tempfile.TemporaryDirectory() as tmp, c.engine(free_port(), Path(tmp), "0")
             r[name] = {m: float(res[m]) for m in ("output_throughput", "median_tpot_ms", "median_ttft_ms")}
             print(k + 1, name, r[name], flush=True)
         rounds.append(r)
-json.dump(rounds, open("/tmp/lagexp/rounds.json", "w"))
+(HERE / "loop_ticker_onoff.json").write_text(json.dumps(rounds))
 for m in ("output_throughput", "median_tpot_ms"):
     for t in ("ours-on", "ours-off"):
         rat = [r[t][m] / r["vllm"][m] for r in rounds]
