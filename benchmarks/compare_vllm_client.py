@@ -69,6 +69,7 @@ from ttft_oracle import measure as measure_clocks  # type: ignore[import-not-fou
 from ttft_oracle import vllm_extra_ms
 
 from pytest_mgpu import Workload
+from pytest_mgpu.bench.results import BenchResult
 from pytest_mgpu.bench.runner import external_server, run_bench
 from pytest_mgpu.engines.launchers import TINY_MODEL
 from pytest_mgpu.engines.process import EngineProcess, LaunchPlan, free_port
@@ -174,7 +175,7 @@ def run_ours(base_url: str, model: str, tokenizer: str, a: argparse.Namespace, s
     return _ours_json(run_bench(server, w))
 
 
-def _ours_json(result: Any) -> dict[str, Any]:
+def _ours_json(result: BenchResult) -> dict[str, Any]:
     """Our result's metrics, client health, findings and every successful request's TTFT (as vLLM's "ttfts")."""
     ttfts = [r.ttft_s for rep in result.requests for r in rep if r.success]
     return {**result.metrics, "client": result.client.to_json(), "findings": [str(f) for f in result.findings],
@@ -431,6 +432,10 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
             ratios = {t: balanced_ratio(judged, t, metric, base="vllm-noenv") for t in tools if t != "vllm-noenv"}
             text = verdict(metric, ttft_limit, "vllm-noenv") if metric == "median_ttft_ms" else ""
             print(f"{metric:<28}" + "".join(f"{t + '/noenv':>24}={r:.3f}" for t, r in ratios.items()) + f"  {text}")
+    # the TTFT each client printed, no correction: what a user reads off the two reports side by side
+    print("median TTFT as printed, x/vllm with its " f"{LEVEL:.0%} interval: " + "  ".join(
+        f"{t}={balanced_ratio(judged, t, 'median_ttft_ms'):.3f} ({lo:.3f}-{hi:.3f})"
+        for t in tools for lo, hi in [ratio_interval(judged, t, "median_ttft_ms")]))
     pooled = {t: pooled_median(judged, t) for t in ("vllm", *tools)}
     if not math.isnan(pooled["vllm"]):
         print("pooled median TTFT (every request of the judged rounds), ms: "

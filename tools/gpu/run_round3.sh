@@ -17,7 +17,8 @@
 #   MGPU_SKIP_SGLANG=1: no SGLang phases (round 3 got them), so the comparisons need not leave them room;
 #   MGPU_SERIES_RUNS (8), MGPU_COTENANT_DUTIES ("0.03 0.03 0.06 0.06"), MGPU_COMPARE_FIRST=1 (comparisons
 #   before the series), MGPU_COMPARE_ROUNDS (8; per concurrency: MGPU_COMPARE_ROUNDS_C1/_C16/_C64),
-#   MGPU_COMPARE_WAVES_C1 (prompts at c=1, 16), MGPU_COMPARE_WAVES_C16/_C64 (waves of c prompts, 6), MGPU_COMPARE_NO_ENV=1 (vLLM's client with trust_env off too),
+#   MGPU_COMPARE_WAVES_C1 (prompts at c=1, 16), MGPU_COMPARE_WAVES_C16/_C64 (waves of c prompts, 6),
+#   MGPU_COMPARE_NO_ENV=1 (vLLM's client with trust_env off too),
 #   MGPU_COMPARE_CONCURRENCIES ("1 16 64", in this order), MGPU_COMPARE_VARIANTS (ours,ours-vllm-prompts),
 #   MGPU_SERIES_SEED (a directory with history.db and baselines/ of an earlier run: continue its series).
 # Comparisons only (no series, no warm-up session, no history commands): MGPU_SKIP_SGLANG=1 MGPU_COMPARE_FIRST=1
@@ -93,7 +94,7 @@ compare_phases() {
     if [ "$c" = 1 ]; then waves=${MGPU_COMPARE_WAVES_C1:-16}; run_s=$(( waves * 65 / 100 + 3 ))
     else waves_var=MGPU_COMPARE_WAVES_C$c; waves=${!waves_var:-6}; run_s=$(( c <= 16 ? waves * 75 / 100 + 4 : waves + 5 )); fi
     fits $(( rounds * runs * run_s + sglang_s )) "compare c=$c" && MGPU_COMPARE_ROUNDS=$rounds \
-      MGPU_COMPARE_WAVES=$waves session "compare-c$c" "$vsite" external "$single::test_vllm_client_agrees[$c]" \
+      MGPU_COMPARE_TIMEOUT_S=$(( rounds * runs * run_s * 3 / 2 + 300 )) MGPU_COMPARE_WAVES=$waves session "compare-c$c" "$vsite" external "$single::test_vllm_client_agrees[$c]" \
       "${external[@]}"
   done
 }
