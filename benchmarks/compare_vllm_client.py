@@ -73,6 +73,7 @@ from pytest_mgpu.bench.results import BenchResult
 from pytest_mgpu.bench.runner import external_server, run_bench
 from pytest_mgpu.engines.launchers import TINY_MODEL
 from pytest_mgpu.engines.process import EngineProcess, LaunchPlan, free_port
+from pytest_mgpu.gate.store import write_atomic
 from pytest_mgpu.telemetry.procfs import host_load
 
 COMPARED = (  # metric, allowed relative difference of the medians (vLLM's TTFT less its client's own send time)
@@ -292,7 +293,24 @@ def main() -> int:
                       + f"  (other processes: {this[name]['others_cores']:.2f} cores; vLLM's client adds "
                       f"{extra_ms:.2f} ms before its requests leave)", flush=True)
             rounds.append(this)
+            if a.out:  # every finished round is on disk: a machine lost mid-run keeps what it measured
+                save(rounds, a, finished=False)
     return report(rounds, a)
+
+
+def save(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace, finished: bool) -> None:
+    """--out: the args and every round's numbers (not the per-request lists, but the TTFTs in ms).
+
+    Written atomically after each round (`finished` False) and once more after the verdicts, so
+    `--replay` can judge the rounds of a run that never finished.
+    """
+    keep = [{tool: {k: v for k, v in res.items() if isinstance(v, int | float | str | dict | list)
+                    and k not in ("input_lens", "output_lens", "ttfts", "itls", "start_times", "errors",
+                                  "generated_texts", "latencies", "queue_times")}
+             for tool, res in r.items()} for r in rounds]
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(a.out, json.dumps({"args": vars(a) | {"out": str(a.out)}, "finished": finished, "rounds": keep},
+                                   indent=2, default=str))
 
 
 def balanced_ratio(rounds: list[dict[str, dict[str, Any]]], tool: str, metric: str, base: str = "vllm") -> float:
@@ -445,12 +463,7 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
         print(f"round {k + 1}: our client cpu {c['cpu_util']:.0%}, p99 loop lag {c['loop_lag_p99_ms']:.2f} ms, "
               f"p99 dispatch lag {c['dispatch_lag_p99_ms']:.2f} ms; findings: {r['ours']['findings'] or 'none'}")
     if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        keep = [{tool: {k: v for k, v in res.items() if isinstance(v, int | float | str | dict | list)
-                        and k not in ("input_lens", "output_lens", "ttfts", "itls", "start_times", "errors",
-                                      "generated_texts", "latencies", "queue_times")}
-                 for tool, res in r.items()} for r in rounds]
-        a.out.write_text(json.dumps({"args": vars(a) | {"out": str(a.out)}, "rounds": keep}, indent=2, default=str))
+        save(rounds, a, finished=True)
         print(f"wrote {a.out}")
     return 1 if "DISAGREE" in verdicts else 3 if "unresolved" in verdicts else 0
 

@@ -64,10 +64,14 @@ def test_vllm_client_agrees(mgpu_engine, tmp_path: Path, concurrency: int) -> No
     if os.environ.get("MGPU_VLLM_CLIENT_PYTHONPATH"):
         env["PYTHONPATH"] = f"{os.environ['MGPU_VLLM_CLIENT_PYTHONPATH']}:{repo}"
     timeout_s = float(os.environ.get("MGPU_COMPARE_TIMEOUT_S", "1200"))  # long runs of many rounds set their own
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
-    print(proc.stdout[-4000:])
+    log = out.with_suffix(".log")  # round by round as it runs (with --out's per-round JSON, a lost host keeps both)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.PIPE, text=True, timeout=timeout_s, env=env)
+    stdout = log.read_text()
+    print(stdout[-4000:])
     # exit 3: no metric disagrees, but the rounds' spread is too wide to show agreement (compare_vllm_client.judge)
     outcome = {1: "the two clients disagree beyond the limits",
                3: "unresolved: the rounds' own spread is wider than the limit (more MGPU_COMPARE_ROUNDS)"}
     what = outcome.get(proc.returncode, "the comparison failed")
-    assert proc.returncode == 0, f"{what}:\n{proc.stdout}{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"{what}:\n{stdout}{proc.stderr[-3000:]}"
