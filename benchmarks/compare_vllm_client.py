@@ -58,6 +58,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ SHOWN = ("output_throughput", "median_tpot_ms", "median_ttft_ms", "median_ttft_m
 
 
 @contextlib.contextmanager
-def engine(port: int, log_dir: Path, cpus: str) -> Iterator[tuple[str, int]]:
+def engine(port: int, log_dir: Path, cpus: str, extra: tuple[str, ...] = ()) -> Iterator[tuple[str, int]]:
     """vLLM's CPU build on the tiny model, with the flags tested on these machines.
 
     Every engine process is confined to `cpus` (taskset), not just its OpenMP threads: vLLM's
@@ -96,7 +97,7 @@ def engine(port: int, log_dir: Path, cpus: str) -> Iterator[tuple[str, int]]:
     """
     argv = ("taskset", "-c", cpus, sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", str(TINY_MODEL), "--load-format", "dummy", "--host", "127.0.0.1", "--port", str(port),
-            "--dtype", "bfloat16", "--max-model-len", "2048")
+            "--dtype", "bfloat16", "--max-model-len", "2048", *extra)
     env = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": cpus}
     process = EngineProcess(LaunchPlan(argv, env, f"http://127.0.0.1:{port}/health"), log_dir / "engine.log")
     t0 = time.monotonic()
@@ -107,6 +108,32 @@ def engine(port: int, log_dir: Path, cpus: str) -> Iterator[tuple[str, int]]:
         yield f"http://127.0.0.1:{port}", process.pid  # the engine leads its own session
     finally:
         process.stop()
+
+
+def prefix_cache_tokens(base_url: str) -> tuple[float, float] | None:
+    """(hits, queries) in prompt tokens of a vLLM engine's prefix cache so far, from its /metrics; None
+    where the engine exports no such counters (SGLang) or cannot be read."""
+    try:
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the engine, never a proxy
+        with direct.open(base_url.rstrip("/") + "/metrics", timeout=10) as response:
+            text = response.read().decode()
+    except (OSError, ValueError):
+        return None
+    sums = {"vllm:prefix_cache_hits_total": 0.0, "vllm:prefix_cache_queries_total": 0.0}
+    seen = False
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in sums:  # one line per engine and model: add them up
+            sums[name] += float(line.rsplit(" ", 1)[1])
+            seen = True
+    return (sums["vllm:prefix_cache_hits_total"], sums["vllm:prefix_cache_queries_total"]) if seen else None
+
+
+def hit_share(before: tuple[float, float] | None, after: tuple[float, float] | None) -> float | None:
+    """The share of a run's prompt tokens the prefix cache served (warm-up included), or None."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def others_cpu_s(engine_sid: int) -> float:
@@ -238,6 +265,10 @@ def main() -> int:
     p.add_argument("--output-len", type=int, default=128)
     p.add_argument("--vllm-no-env", action="store_true",
                    help="also run vLLM's client with trust_env off on its session; the TTFT verdict is then against it")
+    p.add_argument("--engine-arg", action="append", default=[], metavar="ARG",
+                   help="one more argument for the engine this script starts, e.g. --engine-arg=--no-enable-prefix-"
+                        "caching (vLLM's random prompts are windows of one cyclic id sequence: on a small vocabulary "
+                        "they hit the prefix cache; repeat the option for more)")
     p.add_argument("--client-cpu", type=int, default=-1,
                    help="pin both clients to this CPU (default -1: no pinning, as a user's test runs)")
     p.add_argument("--engine-cpus", default="0", help="CPUs for every engine process (taskset -c list)")
@@ -269,7 +300,8 @@ def main() -> int:
             base_url = a.base_url
         else:
             base_url, sid = stack.enter_context(
-                engine(free_port(), Path(stack.enter_context(tempfile.TemporaryDirectory())), a.engine_cpus))
+                engine(free_port(), Path(stack.enter_context(tempfile.TemporaryDirectory())), a.engine_cpus,
+                       tuple(a.engine_arg)))
         rounds: list[dict[str, dict[str, Any]]] = []
         for k in range(a.rounds):
             refs = (("vllm", run_vllm_client),) + ((("vllm-noenv", run_vllm_client_no_env),) if a.vllm_no_env else ())
@@ -279,12 +311,15 @@ def main() -> int:
             for j, (name, fn) in enumerate(order if k % 2 == 0 else order[::-1]):
                 if sid > 0:
                     wait_quiet(sid, a.quiet_cores, a.quiet_timeout)
+                cache0 = prefix_cache_tokens(base_url)
                 cpu0, t0 = others_cpu_s(sid), time.monotonic()
                 # a seed of its own for every run: "ours-text" sends the detokenized token-id prompts, which a
                 # word-level tokenizer re-encodes exactly; sharing a seed made the second run a prefix-cache hit
                 this[name] = fn(base_url, a.model, a.tokenizer or a.model, a, seed=a.seed_base + 10 * k + j)
                 # a lower bound: processes that exit during the run take their CPU time with them
                 this[name]["others_cores"] = max(0.0, others_cpu_s(sid) - cpu0) / (time.monotonic() - t0)
+                if (share := hit_share(cache0, prefix_cache_tokens(base_url))) is not None:
+                    this[name]["prefix_cache_hit_share"] = share
                 this[name]["vllm_client_extra_ms"] = extra_ms
                 this[name]["ttfts_ms"] = [round(t * 1e3, 3) for t in this[name].get("ttfts", ()) if t > 0]
                 this[name]["median_ttft_ms_less_client"] = float(this[name]["median_ttft_ms"]) - (
@@ -458,6 +493,11 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
     if not math.isnan(pooled["vllm"]):
         print("pooled median TTFT (every request of the judged rounds), ms: "
               + "  ".join(f"{t}={v:.2f} ({v / pooled['vllm']:.3f})" for t, v in pooled.items()))
+    shares = {t: [r[t]["prefix_cache_hit_share"] for r in rounds if "prefix_cache_hit_share" in r[t]]
+              for t in ("vllm", *tools)}
+    if any(shares.values()):  # vLLM's random prompts are windows of one cyclic id sequence: few ids, repeats
+        print("prompt tokens served by the engine's prefix cache (median over runs): "
+              + "  ".join(f"{t}={statistics.median(v):.1%}" for t, v in shares.items() if v))
     for k, r in enumerate(rounds):
         c = r["ours"]["client"]
         print(f"round {k + 1}: our client cpu {c['cpu_util']:.0%}, p99 loop lag {c['loop_lag_p99_ms']:.2f} ms, "

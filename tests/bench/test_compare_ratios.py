@@ -167,3 +167,43 @@ def test_rounds_saved_as_they_finish_can_be_judged(compare: ModuleType, tmp_path
     assert judged.returncode == 0, judged.stdout + judged.stderr
     assert "8 alternating rounds" in judged.stdout  # the odd 9th round waits for its pair
     assert "median TTFT as printed, x/vllm with its 90% interval: ours=" in judged.stdout
+
+
+def test_prefix_cache_share_is_read_from_the_engines_metrics(compare: ModuleType) -> None:
+    # vLLM's random prompts hit the prefix cache on the tiny model's 1024-id vocabulary (7-20% of prompt tokens
+    # on the CPU box), ours never: each run records the share from the engine's own Prometheus counters
+    import http.server
+    import threading
+
+    counters = {"hits": 0.0}
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # two engines' lines add up; other metrics are ignored
+            body = (f'vllm:prefix_cache_hits_total{{engine="0",model_name="m"}} {counters["hits"]}\n'
+                    f'vllm:prefix_cache_hits_total{{engine="1",model_name="m"}} 0.0\n'
+                    f'vllm:prefix_cache_queries_total{{engine="0",model_name="m"}} {4 * counters["hits"] + 100}\n'
+                    '# HELP vllm:prefix_cache_hits_created a timestamp, not a count\n'
+                    'vllm:prefix_cache_hits_created{engine="0",model_name="m"} 1.7e+09\n').encode()
+            self.send_response(200 if self.path == "/metrics" else 404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        before = compare.prefix_cache_tokens(url)
+        assert before == (0.0, 100.0)
+        counters["hits"] = 256.0
+        after = compare.prefix_cache_tokens(url)
+        assert after == (256.0, 1124.0)
+        assert compare.hit_share(before, after) == pytest.approx(0.25)
+        assert compare.hit_share(after, after) is None  # no prompt tokens in between: no share
+        assert compare.prefix_cache_tokens(url + "/nothing") is None  # 404: an engine without the counters
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert compare.prefix_cache_tokens(url) is None  # gone: None, not an exception
