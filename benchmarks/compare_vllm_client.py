@@ -312,12 +312,14 @@ def main() -> int:
                 if sid > 0:
                     wait_quiet(sid, a.quiet_cores, a.quiet_timeout)
                 cache0 = prefix_cache_tokens(base_url)
-                cpu0, t0 = others_cpu_s(sid), time.monotonic()
+                cpu0, own0, t0 = others_cpu_s(sid), time.process_time(), time.monotonic()
                 # a seed of its own for every run: "ours-text" sends the detokenized token-id prompts, which a
                 # word-level tokenizer re-encodes exactly; sharing a seed made the second run a prefix-cache hit
                 this[name] = fn(base_url, a.model, a.tokenizer or a.model, a, seed=a.seed_base + 10 * k + j)
                 # a lower bound: processes that exit during the run take their CPU time with them
                 this[name]["others_cores"] = max(0.0, others_cpu_s(sid) - cpu0) / (time.monotonic() - t0)
+                # every client runs in this process: its CPU is what the client took from a shared box
+                this[name]["client_cores"] = (time.process_time() - own0) / (time.monotonic() - t0)
                 if (share := hit_share(cache0, prefix_cache_tokens(base_url))) is not None:
                     this[name]["prefix_cache_hit_share"] = share
                 this[name]["vllm_client_extra_ms"] = extra_ms
@@ -498,6 +500,10 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
     if any(shares.values()):  # vLLM's random prompts are windows of one cyclic id sequence: few ids, repeats
         print("prompt tokens served by the engine's prefix cache (median over runs): "
               + "  ".join(f"{t}={statistics.median(v):.1%}" for t, v in shares.items() if v))
+    if all("client_cores" in r[t] for r in rounds for t in ("vllm", *tools)):
+        print("client CPU, cores (median over runs; the client process, prompt making included): "
+              + "  ".join(f"{t}={statistics.median(r[t]['client_cores'] for r in rounds):.3f}"
+                          for t in ("vllm", *tools)))
     for k, r in enumerate(rounds):
         c = r["ours"]["client"]
         print(f"round {k + 1}: our client cpu {c['cpu_util']:.0%}, p99 loop lag {c['loop_lag_p99_ms']:.2f} ms, "
