@@ -64,7 +64,6 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,12 +74,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ttft_oracle import measure as measure_clocks  # type: ignore[import-not-found]
 from ttft_oracle import vllm_extra_ms
 
-from pytest_mgpu import Workload
+from pytest_mgpu import Workload, probe_http
 from pytest_mgpu.bench.results import BenchResult
 from pytest_mgpu.bench.runner import external_server, run_bench
 from pytest_mgpu.engines.launchers import TINY_MODEL
 from pytest_mgpu.engines.process import EngineProcess, LaunchPlan, free_port
 from pytest_mgpu.gate.store import write_atomic
+from pytest_mgpu.redact import redact_args
 from pytest_mgpu.telemetry.procfs import host_load
 
 COMPARED = (  # metric, allowed relative difference of the medians (vLLM's TTFT less its client's own send time)
@@ -120,8 +120,7 @@ def prefix_cache_tokens(base_url: str) -> tuple[float, float] | None:
     """(hits, queries) in prompt tokens of a vLLM engine's prefix cache so far, from its /metrics; None
     where the engine exports no such counters (SGLang) or cannot be read."""
     try:
-        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the engine, never a proxy
-        with direct.open(base_url.rstrip("/") + "/metrics", timeout=10) as response:
+        with probe_http.get(base_url.rstrip("/") + "/metrics", timeout_s=10) as response:
             text = response.read().decode()
     except (OSError, ValueError):
         return None
@@ -342,7 +341,8 @@ def main() -> int:
 
 
 def save(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace, finished: bool) -> None:
-    """--out: the args and every round's numbers (not the per-request lists, but the TTFTs in ms).
+    """--out: the args (engine args redacted) and every round's numbers (not the per-request lists, but the
+    TTFTs in ms).
 
     Written atomically after each round (`finished` False) and once more after the verdicts, so
     `--replay` can judge the rounds of a run that never finished.
@@ -351,9 +351,8 @@ def save(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace, finishe
                     and k not in ("input_lens", "output_lens", "ttfts", "itls", "start_times", "errors",
                                   "generated_texts", "latencies", "queue_times")}
              for tool, res in r.items()} for r in rounds]
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(a.out, json.dumps({"args": vars(a) | {"out": str(a.out)}, "finished": finished, "rounds": keep},
-                                   indent=2, default=str))
+    args = vars(a) | {"out": str(a.out), "engine_arg": list(redact_args(getattr(a, "engine_arg", [])))}
+    write_atomic(a.out, json.dumps({"args": args, "finished": finished, "rounds": keep}, indent=2, default=str))
 
 
 def balanced_ratio(rounds: list[dict[str, dict[str, Any]]], tool: str, metric: str, base: str = "vllm") -> float:

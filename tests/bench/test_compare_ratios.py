@@ -3,6 +3,7 @@ order), an interval that says when the rounds cannot tell, and exit codes by ver
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import math
@@ -152,15 +153,16 @@ def test_replay_pools_like_runs_and_refuses_unlike_ones(tmp_path: Path) -> None:
 
 def test_rounds_saved_as_they_finish_can_be_judged(compare: ModuleType, tmp_path: Path) -> None:
     # a GPU host went back mid-run and took 22 measured rounds with it: each round is saved as it ends
-    import argparse
-
     out = tmp_path / "deep" / "compare.json"
-    a = argparse.Namespace(input_len=128, output_len=128, num_prompts=96, max_concurrency=16, out=out)
+    a = argparse.Namespace(input_len=128, output_len=128, num_prompts=96, max_concurrency=16, out=out,
+                           engine_arg=["--api-key=s3cret-key", "--no-enable-prefix-caching"])
     rounds = noisy_rounds(1.0, cv=0.002, n=9)
     for k in range(1, len(rounds) + 1):
         compare.save(rounds[:k], a, finished=False)
         saved = json.loads(out.read_text())
         assert len(saved["rounds"]) == k and saved["finished"] is False
+    assert "s3cret-key" not in out.read_text()  # an engine's secret never reaches the file
+    assert "--no-enable-prefix-caching" in saved["args"]["engine_arg"]
     assert [p.name for p in out.parent.iterdir()] == ["compare.json"]  # atomic: no temp file left
     judged = subprocess.run([sys.executable, str(REPO / "benchmarks" / "compare_vllm_client.py"), "--replay",
                              str(out)], capture_output=True, text=True, timeout=120)

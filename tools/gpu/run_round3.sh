@@ -94,8 +94,8 @@ compare_phases() {
     if [ "$c" = 1 ]; then waves=${MGPU_COMPARE_WAVES_C1:-16}; run_s=$(( waves * 65 / 100 + 3 ))
     else waves_var=MGPU_COMPARE_WAVES_C$c; waves=${!waves_var:-6}; run_s=$(( c <= 16 ? waves * 75 / 100 + 4 : waves + 5 )); fi
     fits $(( rounds * runs * run_s + sglang_s )) "compare c=$c" && MGPU_COMPARE_ROUNDS=$rounds \
-      MGPU_COMPARE_TIMEOUT_S=$(( rounds * runs * run_s * 3 / 2 + 300 )) MGPU_COMPARE_WAVES=$waves session "compare-c$c" "$vsite" external "$single::test_vllm_client_agrees[$c]" \
-      "${external[@]}"
+      MGPU_COMPARE_TIMEOUT_S=$(( rounds * runs * run_s * 3 / 2 + 300 )) MGPU_COMPARE_WAVES=$waves \
+      session "compare-c$c" "$vsite" external "$single::test_vllm_client_agrees[$c]" "${external[@]}"
   done
 }
 # MGPU_COMPARE_FIRST=1: the comparisons before the series, so a short deadline cuts the series, not them.
