@@ -43,6 +43,16 @@ none; at c=8 on the CPU box that lowered vLLM's TTFT by up to 35% against our de
 share (`prefix_cache_hit_share`, from the engine's /metrics); `--engine-arg=--no-enable-prefix-caching`
 compares the clients without it.
 
+TTFT on the engine's own clock (`engine_clock.py`): at c=16 on an H200 a run's median TTFT moved 12-15%
+from run to run at any number of waves (equal output lengths keep the requests in lockstep for the whole run,
+and the phase it starts in decides its TTFT), so runs' medians compare engines, not clocks. Each run also reads
+the engine's Prometheus counters as its measured requests start and after they end: the engine's mean TTFT
+over exactly those requests, from their arrival in its API server (tokenization included) to their first
+token. A client's mean less the engine's is what its clock adds (`ttft_over_engine_ms`: send path, network,
+receive path). When every run has it, the TTFT verdict compares clients on one engine: the engine's part of a
+median TTFT plus each run's offset (`engine_referenced`); the runs' medians are still printed, with their own
+verdict, uncounted; and the engine's own mean TTFT under each client shows whether they load it differently.
+
 It starts vLLM's CPU build on the bundled tiny model (every engine process on core 0; clients
 unpinned, as in a user's test, unless --client-cpu) unless --base-url names a running server.
 Run it under the engine lock:
@@ -55,6 +65,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import math
@@ -64,17 +75,18 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's pytest_mgpu, installed or not
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import engine_clock  # type: ignore[import-not-found]
 from ttft_oracle import measure as measure_clocks  # type: ignore[import-not-found]
 from ttft_oracle import vllm_extra_ms
 
-from pytest_mgpu import Workload, probe_http
+from pytest_mgpu import Workload
 from pytest_mgpu.bench.results import BenchResult
 from pytest_mgpu.bench.runner import external_server, run_bench
 from pytest_mgpu.engines.launchers import TINY_MODEL
@@ -116,31 +128,6 @@ def engine(port: int, log_dir: Path, cpus: str, extra: tuple[str, ...] = ()) -> 
         process.stop()
 
 
-def prefix_cache_tokens(base_url: str) -> tuple[float, float] | None:
-    """(hits, queries) in prompt tokens of a vLLM engine's prefix cache so far, from its /metrics; None
-    where the engine exports no such counters (SGLang) or cannot be read."""
-    try:
-        with probe_http.get(base_url.rstrip("/") + "/metrics", timeout_s=10) as response:
-            text = response.read().decode()
-    except (OSError, ValueError):
-        return None
-    sums = {"vllm:prefix_cache_hits_total": 0.0, "vllm:prefix_cache_queries_total": 0.0}
-    seen = False
-    for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in sums:  # one line per engine and model: add them up
-            sums[name] += float(line.rsplit(" ", 1)[1])
-            seen = True
-    return (sums["vllm:prefix_cache_hits_total"], sums["vllm:prefix_cache_queries_total"]) if seen else None
-
-
-def hit_share(before: tuple[float, float] | None, after: tuple[float, float] | None) -> float | None:
-    """The share of a run's prompt tokens the prefix cache served (warm-up included), or None."""
-    if before is None or after is None or after[1] <= before[1]:
-        return None
-    return (after[0] - before[0]) / (after[1] - before[1])
-
-
 def others_cpu_s(engine_sid: int) -> float:
     """CPU seconds used so far by every process outside this one and the engine's session."""
     return host_load({engine_sid}, exclude_pids={os.getpid()}).others_cpu_s
@@ -173,17 +160,38 @@ def _vllm_args(base_url: str, model: str, tokenizer: str, a: argparse.Namespace,
     ])
 
 
-def run_vllm_client(base_url: str, model: str, tokenizer: str, a: argparse.Namespace, seed: int) -> dict[str, Any]:
+AtStart = Callable[[], object]  # told once, just before a run's measured requests (after its warm-up)
+
+
+class _Console(io.StringIO):
+    """vLLM's client's console, kept to ourselves; `at_start` runs when it announces its measured run (its
+    warm-up is over then, and its clock has not started)."""
+
+    MARK = "Starting main benchmark run"
+
+    def __init__(self, at_start: AtStart) -> None:
+        super().__init__()
+        self._at_start: AtStart | None = at_start
+
+    def write(self, text: str) -> int:
+        if self._at_start is not None and self.MARK in text:
+            self._at_start()
+            self._at_start = None
+        return super().write(text)
+
+
+def run_vllm_client(base_url: str, model: str, tokenizer: str, a: argparse.Namespace, seed: int,
+                    at_start: AtStart = lambda: None) -> dict[str, Any]:
     from vllm.benchmarks.serve import main_async
 
     args = _vllm_args(base_url, model, tokenizer, a, seed)
-    with contextlib.redirect_stdout(io.StringIO()):  # its console table; we print our own
+    with contextlib.redirect_stdout(_Console(at_start)):  # its console table; we print our own
         result: dict[str, Any] = asyncio.run(main_async(args))
     return result
 
 
 def run_vllm_client_no_env(base_url: str, model: str, tokenizer: str, a: argparse.Namespace,
-                           seed: int) -> dict[str, Any]:
+                           seed: int, at_start: AtStart = lambda: None) -> dict[str, Any]:
     """vLLM's client with `trust_env=False` on its aiohttp session: no proxy or ~/.netrc lookup per request."""
     import aiohttp
 
@@ -195,17 +203,25 @@ def run_vllm_client_no_env(base_url: str, model: str, tokenizer: str, a: argpars
 
     aiohttp.ClientSession.__init__ = init  # type: ignore[method-assign]
     try:
-        return run_vllm_client(base_url, model, tokenizer, a, seed)
+        return run_vllm_client(base_url, model, tokenizer, a, seed, at_start)
     finally:
         aiohttp.ClientSession.__init__ = real_init  # type: ignore[method-assign]
 
 
 def run_ours(base_url: str, model: str, tokenizer: str, a: argparse.Namespace, seed: int,
-             text_prompts: bool = False) -> dict[str, Any]:
+             at_start: AtStart = lambda: None, text_prompts: bool = False) -> dict[str, Any]:
     server = external_server(base_url, model=model, tokenizer=tokenizer)
     w = Workload(input_len=a.input_len, output_len=a.output_len, num_prompts=a.num_prompts,
                  max_concurrency=a.max_concurrency, seed=seed, text_prompts=text_prompts)
-    return _ours_json(run_bench(server, w))
+    return _ours_json(run_bench(server, w, progress=_once_at_start(at_start)))
+
+
+def _once_at_start(at_start: AtStart) -> Callable[[int, int], None]:
+    """run_bench's `progress`, which it tells at the start of the measured requests (done 0)."""
+    def progress(done: int, total: int) -> None:
+        if done == 0:
+            at_start()
+    return progress
 
 
 def _ours_json(result: BenchResult) -> dict[str, Any]:
@@ -215,13 +231,14 @@ def _ours_json(result: BenchResult) -> dict[str, Any]:
             "ttfts": ttfts}
 
 
-def run_ours_text(base_url: str, model: str, tokenizer: str, a: argparse.Namespace, seed: int) -> dict[str, Any]:
+def run_ours_text(base_url: str, model: str, tokenizer: str, a: argparse.Namespace, seed: int,
+                  at_start: AtStart = lambda: None) -> dict[str, Any]:
     """Ours with text prompts, as vLLM's client sends them: the same requests, so the same work."""
-    return run_ours(base_url, model, tokenizer, a, seed, text_prompts=True)
+    return run_ours(base_url, model, tokenizer, a, seed, at_start, text_prompts=True)
 
 
 def run_ours_vllm_prompts(base_url: str, model: str, tokenizer: str, a: argparse.Namespace,
-                          seed: int) -> dict[str, Any]:
+                          seed: int, at_start: AtStart = lambda: None) -> dict[str, Any]:
     """Ours sending the very prompts vLLM's random dataset makes (consecutive vocabulary runs from a random
     offset, as text): a pure client-against-client comparison, since the server then does the same work.
 
@@ -246,7 +263,7 @@ def run_ours_vllm_prompts(base_url: str, model: str, tokenizer: str, a: argparse
                                    max_concurrency=a.max_concurrency, seed=seed, warmup=0))
         w = Workload(dataset=jsonl("vllm-random.jsonl", [s.prompt for s in samples]), output_len=a.output_len,
                      num_prompts=a.num_prompts, max_concurrency=a.max_concurrency, seed=seed, warmup=0)
-        result = run_bench(server, w)
+        result = run_bench(server, w, progress=_once_at_start(at_start))
     return _ours_json(result)
 
 
@@ -316,17 +333,19 @@ def main() -> int:
             for j, (name, fn) in enumerate(order if k % 2 == 0 else order[::-1]):
                 if sid > 0:
                     wait_quiet(sid, a.quiet_cores, a.quiet_timeout)
-                cache0 = prefix_cache_tokens(base_url)
+                marks: list[dict[str, float] | None] = []  # the engine's counters as the measured run starts
+                mark = functools.partial(_mark, marks, base_url)
                 cpu0, own0, t0 = others_cpu_s(sid), time.process_time(), time.monotonic()
                 # a seed of its own for every run: "ours-text" sends the detokenized token-id prompts, which a
                 # word-level tokenizer re-encodes exactly; sharing a seed made the second run a prefix-cache hit
-                this[name] = fn(base_url, a.model, a.tokenizer or a.model, a, seed=a.seed_base + 10 * k + j)
+                this[name] = fn(base_url, a.model, a.tokenizer or a.model, a, seed=a.seed_base + 10 * k + j,
+                                at_start=mark)
                 # a lower bound: processes that exit during the run take their CPU time with them
                 this[name]["others_cores"] = max(0.0, others_cpu_s(sid) - cpu0) / (time.monotonic() - t0)
                 # every client runs in this process: its CPU is what the client took from a shared box
                 this[name]["client_cores"] = (time.process_time() - own0) / (time.monotonic() - t0)
-                if (share := hit_share(cache0, prefix_cache_tokens(base_url))) is not None:
-                    this[name]["prefix_cache_hit_share"] = share
+                this[name].update(over_engine(this[name], engine_clock.window(marks[0] if marks else None,
+                                                                              engine_clock.read(base_url))))
                 this[name]["vllm_client_extra_ms"] = extra_ms
                 this[name]["ttfts_ms"] = [round(t * 1e3, 3) for t in this[name].get("ttfts", ()) if t > 0]
                 this[name]["median_ttft_ms_less_client"] = float(this[name]["median_ttft_ms"]) - (
@@ -338,6 +357,25 @@ def main() -> int:
             if a.out:  # every finished round is on disk: a machine lost mid-run keeps what it measured
                 save(rounds, a, finished=False)
     return report(rounds, a)
+
+
+def _mark(marks: list[dict[str, float] | None], base_url: str) -> None:
+    marks.append(engine_clock.read(base_url))
+
+
+def over_engine(run: dict[str, Any], window: engine_clock.EngineWindow | None) -> dict[str, Any]:
+    """The engine's numbers over a run's measured requests, and what the client's clock adds to each mean
+    (`ttft_over_engine_ms`: client mean TTFT less the engine's, its send, network and receive paths)."""
+    if window is None:
+        return {}
+    out: dict[str, Any] = window.to_json()
+    if window.prefix_hit_share is not None:  # the name earlier --out files used (warm-up included there)
+        out["prefix_cache_hit_share"] = window.prefix_hit_share
+    for metric in ("ttft", "tpot", "e2el"):
+        engine_ms, client_ms = getattr(window, f"mean_{metric}_ms"), run.get(f"mean_{metric}_ms")
+        if engine_ms is not None and client_ms is not None:
+            out[f"{metric}_over_engine_ms"] = float(client_ms) - engine_ms
+    return out
 
 
 def save(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace, finished: bool) -> None:
@@ -428,6 +466,30 @@ def rounds_to_resolve(ratio: float, interval: tuple[float, float], limit: float,
     return 2 * max(n_pairs, math.ceil(n_pairs * (half / margin) ** 2))
 
 
+def engine_referenced(rounds: list[dict[str, dict[str, Any]]],
+                      tools: tuple[str, ...]) -> list[dict[str, dict[str, Any]]] | None:
+    """The rounds with each run's median TTFT put on one engine: the engine's part of a median TTFT (the
+    median over every run of its median TTFT less its client's offset) plus that run's own offset.
+
+    `clock_ttft_ms` then differs between two clients only by what their clocks add to the engine's (its
+    run-to-run phase is gone), `clock_ttft_ms_less_client` also takes vLLM's own send time off its run.
+    None unless every run carries its offset (an engine without the counters, or older --out files).
+    """
+    runs = [r[t] for r in rounds for t in tools]
+    if not runs or not all(isinstance(x.get("ttft_over_engine_ms"), int | float) for x in runs):
+        return None
+    part = statistics.median(float(x["median_ttft_ms"]) - float(x["ttft_over_engine_ms"]) for x in runs)
+    out = []
+    for r in rounds:
+        this = {}
+        for t, x in r.items():
+            clock = part + float(x.get("ttft_over_engine_ms", math.nan))
+            less = clock - (float(x.get("vllm_client_extra_ms", 0.0)) if t == "vllm" else 0.0)
+            this[t] = {**x, "engine_part_ms": part, "clock_ttft_ms": clock, "clock_ttft_ms_less_client": less}
+        out.append(this)
+    return out
+
+
 def pooled_median(rounds: list[dict[str, dict[str, Any]]], tool: str) -> float:
     """The median TTFT over every request of every round (nan when a run kept no per-request TTFTs)."""
     values = [x for r in rounds for x in r[tool].get("ttfts_ms", ())]
@@ -453,11 +515,18 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
     judge_tool = tools[-1]  # like with like: vLLM's own prompts when that run is there, else our text prompts
     verdicts: list[str] = []
 
-    def verdict(metric: str, limit: float, base: str) -> str:
-        ratio = balanced_ratio(judged, judge_tool, metric, base=base)
-        interval = ratio_interval(judged, judge_tool, metric, base=base)
+    referenced = engine_referenced(judged, ("vllm", *tools))
+
+    def verdict(metric: str, limit: float, base: str, of: list[dict[str, dict[str, Any]]] | None = None,
+                counted: bool = True) -> str:
+        of = judged if of is None else of
+        ratio = balanced_ratio(of, judge_tool, metric, base=base)
+        interval = ratio_interval(of, judge_tool, metric, base=base)
         v = judge(ratio, interval, limit)
-        verdicts.append(v)
+        if counted:
+            verdicts.append(v)
+        else:
+            v = f"runs' medians: {v}"
         text = f"{v} (limit {limit:.0%}"
         if not math.isnan(interval[0]):
             text += f"; {LEVEL:.0%} interval {interval[0]:.3f}-{interval[1]:.3f}"
@@ -482,7 +551,9 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
         del limits["median_ttft_ms_less_client"]
     for metric in SHOWN:
         ratios = {t: balanced_ratio(judged, t, metric) for t in tools}
-        text = verdict(metric, limits[metric], "vllm") if metric in limits else ""
+        # TTFT: the verdict is on the engine's clock when the engine has one (`engine_referenced`)
+        text = verdict(metric, limits[metric], "vllm", counted=not (referenced and "ttft" in metric)) \
+            if metric in limits else ""
         print(f"{metric:<28}{med('vllm', metric):>9.2f}" + "".join(f"{med(t, metric):>19.2f}" for t in tools)
               + "".join(f"{ratios[t]:>21.3f}" for t in tools) + f"  {text}")
     if no_env:
@@ -490,12 +561,34 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
               f"TTFT verdict on {judge_tool}")
         for metric in ("output_throughput", "median_tpot_ms", "median_ttft_ms", "p99_ttft_ms"):
             ratios = {t: balanced_ratio(judged, t, metric, base="vllm-noenv") for t in tools if t != "vllm-noenv"}
-            text = verdict(metric, ttft_limit, "vllm-noenv") if metric == "median_ttft_ms" else ""
+            text = verdict(metric, ttft_limit, "vllm-noenv", counted=not referenced) \
+                if metric == "median_ttft_ms" else ""
             print(f"{metric:<28}" + "".join(f"{t + '/noenv':>24}={r:.3f}" for t, r in ratios.items()) + f"  {text}")
     # the TTFT each client printed, no correction: what a user reads off the two reports side by side
     print("median TTFT as printed, x/vllm with its " f"{LEVEL:.0%} interval: " + "  ".join(
         f"{t}={balanced_ratio(judged, t, 'median_ttft_ms'):.3f} ({lo:.3f}-{hi:.3f})"
         for t in tools for lo, hi in [ratio_interval(judged, t, "median_ttft_ms")]))
+    if referenced:
+        print("against the engine's own clock (engine_clock.py), what each client's mean adds to the engine's, ms, "
+              "median over runs (range): " + "  ".join(
+                  f"{t}: TTFT {statistics.median(v):+.2f} ({min(v):+.2f} to {max(v):+.2f})"
+                  for t in ("vllm", *tools) for v in [[float(r[t]["ttft_over_engine_ms"]) for r in judged]]))
+        base, metric = ("vllm-noenv", "clock_ttft_ms") if no_env else ("vllm", "clock_ttft_ms_less_client")
+        part = referenced[0][base]["engine_part_ms"]
+        print(f"median TTFT with both clients on one engine (the engine's part, {part:.2f} ms, plus each client's "
+              f"offset), {judge_tool}/{base}: "
+              f"as printed {balanced_ratio(referenced, judge_tool, 'clock_ttft_ms', base=base):.3f}; "
+              f"{metric} {balanced_ratio(referenced, judge_tool, metric, base=base):.3f}  "
+              + verdict(metric, ttft_limit, base, of=referenced))
+        # the clocks agreeing is half of it: a client that paces its requests differently changes the engine's
+        # TTFT itself. That shows here, but through the engine's run-to-run noise, which is what the clock
+        # verdict removes; not counted (4 pairs of 15% noise read DISAGREE about as often as the runs' medians)
+        load = {t: (balanced_ratio(judged, t, "engine_mean_ttft_ms"), ratio_interval(judged, t, "engine_mean_ttft_ms"))
+                for t in tools}
+        print("the engine's own mean TTFT while each client ran (how the clients load it, through the engine's "
+              "noise; not counted), x/vllm: " + "  ".join(
+                  f"{t}={r:.3f} ({lo:.3f}-{hi:.3f}) {judge(r, (lo, hi), ttft_limit)}"
+                  for t, (r, (lo, hi)) in load.items()))
     pooled = {t: pooled_median(judged, t) for t in ("vllm", *tools)}
     if not math.isnan(pooled["vllm"]):
         print("pooled median TTFT (every request of the judged rounds), ms: "

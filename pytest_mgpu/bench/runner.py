@@ -76,7 +76,8 @@ def run_bench(
     `client_processes` > 1 splits the load over that many client processes (load.drive_processes).
     `seed_offset` shifts every prompt seed (not the workload's identity): an engine that
     already served a run's prompts would answer from its prefix cache, halving TTFT.
-    `progress(done, total)` is told of each finished measured request (not the warm-up).
+    `progress(done, total)` is told as each repeat starts, before its first request (after the warm-up:
+    an observer can read the engine's counters there), and of each finished measured request.
 
     Bounded waits: the failures of each repeat are checked as soon as it ends (a broken engine
     stops the measurement after the first repeat, not the last); the whole measurement ends
@@ -256,6 +257,8 @@ async def _bench(url: str, warm: Sequence[Prepared], plans: Sequence[Sequence[Pr
                         errors=_distinct_errors(warmed.records), failed=len(warm), total=len(warm))
             for r, plan in enumerate(plans):
                 offsets = arrival_offsets_s(len(plan), w.request_rate, w.burstiness, w.seed + r)
+                if progress is not None:  # a repeat starts (the warm-up is over): an observer may mark it
+                    progress(done[0], total)
                 if client_processes > 1:  # progress is per run here: the processes report at their end
                     run = await asyncio.to_thread(drive_processes, url, plan, offsets, w.max_concurrency,
                                                   timeout_s, client_processes)

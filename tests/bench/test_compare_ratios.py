@@ -4,7 +4,6 @@ order), an interval that says when the rounds cannot tell, and exit codes by ver
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import random
@@ -17,20 +16,6 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def compare() -> ModuleType:
-    saved = list(sys.path)  # the script puts the checkout and benchmarks/ first on sys.path: put it back
-    try:
-        script = REPO / "benchmarks" / "compare_vllm_client.py"
-        spec = importlib.util.spec_from_file_location("compare_vllm_client", script)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path[:] = saved
 
 
 def rounds_with_drift(true_ratio: float, drift: float, n: int) -> list[dict[str, dict[str, float]]]:
@@ -171,21 +156,27 @@ def test_rounds_saved_as_they_finish_can_be_judged(compare: ModuleType, tmp_path
     assert "median TTFT as printed, x/vllm with its 90% interval: ours=" in judged.stdout
 
 
-def test_prefix_cache_share_is_read_from_the_engines_metrics(compare: ModuleType) -> None:
+def test_the_engines_own_clock_is_read_from_its_metrics(compare: ModuleType) -> None:
     # vLLM's random prompts hit the prefix cache on the tiny model's 1024-id vocabulary (7-20% of prompt tokens
-    # on the CPU box), ours never: each run records the share from the engine's own Prometheus counters
+    # on the CPU box), ours never; and the engine times every request itself: each run records both from the
+    # engine's Prometheus counters, read as the measured requests start and after they end
     import http.server
     import threading
 
-    counters = {"hits": 0.0}
+    engine = {"hits": 0.0, "n": 0.0, "ttft_s": 0.0}
 
     class Metrics(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # two engines' lines add up; other metrics are ignored
-            body = (f'vllm:prefix_cache_hits_total{{engine="0",model_name="m"}} {counters["hits"]}\n'
+            body = (f'vllm:prefix_cache_hits_total{{engine="0",model_name="m"}} {engine["hits"]}\n'
                     f'vllm:prefix_cache_hits_total{{engine="1",model_name="m"}} 0.0\n'
-                    f'vllm:prefix_cache_queries_total{{engine="0",model_name="m"}} {4 * counters["hits"] + 100}\n'
+                    f'vllm:prefix_cache_queries_total{{engine="0",model_name="m"}} {4 * engine["hits"] + 100}\n'
                     '# HELP vllm:prefix_cache_hits_created a timestamp, not a count\n'
-                    'vllm:prefix_cache_hits_created{engine="0",model_name="m"} 1.7e+09\n').encode()
+                    'vllm:prefix_cache_hits_created{engine="0",model_name="m"} 1.7e+09\n'
+                    f'vllm:time_to_first_token_seconds_sum{{engine="0",model_name="m"}} {engine["ttft_s"]}\n'
+                    f'vllm:time_to_first_token_seconds_count{{engine="0",model_name="m"}} {engine["n"]}\n'
+                    f'vllm:time_to_first_token_seconds_bucket{{engine="0",le="0.1",model_name="m"}} {engine["n"]}\n'
+                    f'vllm:e2e_request_latency_seconds_count{{engine="0",model_name="m"}} {engine["n"]}\n'
+                    ).encode()
             self.send_response(200 if self.path == "/metrics" else 404)
             self.end_headers()
             self.wfile.write(body)
@@ -193,19 +184,71 @@ def test_prefix_cache_share_is_read_from_the_engines_metrics(compare: ModuleType
         def log_message(self, *args: object) -> None:
             pass
 
+    clock = compare.engine_clock
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        before = compare.prefix_cache_tokens(url)
-        assert before == (0.0, 100.0)
-        counters["hits"] = 256.0
-        after = compare.prefix_cache_tokens(url)
-        assert after == (256.0, 1124.0)
-        assert compare.hit_share(before, after) == pytest.approx(0.25)
-        assert compare.hit_share(after, after) is None  # no prompt tokens in between: no share
-        assert compare.prefix_cache_tokens(url + "/nothing") is None  # 404: an engine without the counters
+        before = clock.read(url)
+        assert before == {"prefix_hits": 0.0, "prefix_queries": 100.0, "ttft_s": 0.0, "ttft_n": 0.0, "e2el_n": 0.0}
+        engine.update(hits=256.0, n=8.0, ttft_s=0.4)  # 8 requests, 50 ms each on the engine's clock
+        after = clock.read(url)
+        window = clock.window(before, after)
+        assert window.requests == 8 and window.mean_ttft_ms == pytest.approx(50.0)
+        assert window.prefix_hit_share == pytest.approx(0.25)
+        assert window.mean_tpot_ms is None  # a series the engine does not export: no number, not an error
+        run = compare.over_engine({"mean_ttft_ms": 52.5, "mean_tpot_ms": 5.0}, window)
+        assert run["ttft_over_engine_ms"] == pytest.approx(2.5)  # what the client's clock adds
+        assert run["prefix_cache_hit_share"] == pytest.approx(0.25) and "tpot_over_engine_ms" not in run
+        assert clock.window(after, after) is None  # nothing finished in between: no window
+        assert clock.read(url + "/nothing") is None  # 404: an engine without the counters
     finally:
         server.shutdown()
         server.server_close()
-    assert compare.prefix_cache_tokens(url) is None  # gone: None, not an exception
+    assert clock.read(url) is None  # gone: None, not an exception
+    assert compare.over_engine({"mean_ttft_ms": 1.0}, None) == {}
+
+
+def engine_phase_rounds(offset_ms: dict[str, float], n: int, seed: int = 0) -> list[dict[str, dict[str, Any]]]:
+    """Each run on an engine whose TTFT swings 15% from run to run (the H200's lockstep phase at c=16), plus
+    a client offset that barely moves: throughput and TPOT steady."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        r: dict[str, dict[str, Any]] = {}
+        for name, off in offset_ms.items():
+            engine_ms = 60.0 * (1 + rng.gauss(0, 0.15))
+            run: dict[str, Any] = {m: 100.0 * (1 + rng.gauss(0, 0.002)) for m in SHOWN_METRICS}
+            ttft = engine_ms + off + rng.gauss(0, 0.05)
+            run.update(others_cores=0.0, median_ttft_ms=ttft, median_ttft_ms_less_client=ttft,
+                       engine_mean_ttft_ms=engine_ms, ttft_over_engine_ms=ttft - engine_ms,
+                       vllm_client_extra_ms=0.9)
+            r[name] = run
+        r["ours"].update(client={"cpu_util": 0.1, "loop_lag_p99_ms": 1.0, "dispatch_lag_p99_ms": 1.0}, findings=[])
+        out.append(r)
+    return out
+
+
+def test_ttft_is_judged_on_the_engines_clock(compare: ModuleType, tmp_path: Path) -> None:
+    # runs' medians that swing with the engine cannot settle 3%; each client's offset from the engine's own
+    # TTFT can, both ways
+    args = {"input_len": 128, "output_len": 128, "num_prompts": 384, "max_concurrency": 16}
+    same = engine_phase_rounds({"vllm": 1.9, "ours": 1.0}, n=8)  # vLLM's 0.9 ms send time is its own
+    assert compare.judge(compare.balanced_ratio(same, "ours", "median_ttft_ms"),  # 4 pairs of 15%: not even
+                         compare.ratio_interval(same, "ours", "median_ttft_ms"), 0.03) != "agree"  # the sign
+    referenced = compare.engine_referenced(same, ("vllm", "ours"))
+    assert referenced is not None
+    ratio = compare.balanced_ratio(referenced, "ours", "clock_ttft_ms_less_client")
+    assert ratio == pytest.approx(1.0, abs=0.005)
+    agree = _replay(tmp_path, {"args": args, "rounds": same})
+    assert agree.returncode == 0, agree.stdout + agree.stderr
+    assert "against the engine's own clock" in agree.stdout and "runs' medians: " in agree.stdout
+    assert "clock_ttft_ms_less_client 1.00" in agree.stdout
+    assert "the engine's own mean TTFT while each client ran" in agree.stdout
+    late = _replay(tmp_path, {"args": args, "rounds": engine_phase_rounds({"vllm": 1.9, "ours": 7.0}, n=8)})
+    assert late.returncode == 1 and "DISAGREE" in late.stdout, late.stdout  # ours adds 6 ms more: 10% of TTFT
+    # older files (no offsets) keep the runs' medians as the verdict
+    old = engine_phase_rounds({"vllm": 1.9, "ours": 1.0}, n=8)
+    del old[2]["ours"]["ttft_over_engine_ms"]
+    assert compare.engine_referenced(old, ("vllm", "ours")) is None
+    assert _replay(tmp_path, {"args": args, "rounds": old}).returncode in (1, 3)

@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -43,6 +44,28 @@ def test_identical_spec_is_reused(mgpu_engine: EngineFactory) -> None:
     second = mgpu_engine(tp=1)
     assert first.pid == second.pid
     assert first.base_url == second.base_url
+
+
+def test_engine_clock_brackets_both_clients_measured_runs(mgpu_engine: EngineFactory, compare: ModuleType) -> None:
+    # benchmarks/compare_vllm_client.py compares each client with the engine's own TTFT over the same run:
+    # the counters must cover exactly the measured requests (no warm-up), and a client's clock, which starts
+    # before a request leaves and stops after its first token arrives, can only read more than the engine's
+    import argparse
+
+    server = mgpu_engine(tp=1)
+    a = argparse.Namespace(input_len=32, output_len=4, num_prompts=6, max_concurrency=2)
+    for name in ("ours", "vllm"):  # vLLM's client warms up with 1 + c copies of its first prompt, ours with c
+        run = compare.run_vllm_client if name == "vllm" else compare.run_ours
+        marks: list[dict[str, float] | None] = []
+        result = run(server.base_url, server.model_name, server.tokenizer_path or server.model_name, a, seed=5,
+                     at_start=lambda: marks.append(compare.engine_clock.read(server.base_url)))  # noqa: B023
+        assert len(marks) == 1 and marks[0] is not None, f"{name}: the start of its measured run was not marked"
+        window = compare.engine_clock.window(marks[0], compare.engine_clock.read(server.base_url))
+        assert window is not None and window.requests == 6, f"{name}: {window}"
+        run_over = compare.over_engine(result, window)
+        assert window.mean_ttft_ms is not None and window.mean_ttft_ms > 0
+        # a correctness bound, not a speed one: what the client adds is its own paths, not a second TTFT
+        assert 0 <= run_over["ttft_over_engine_ms"] < window.mean_ttft_ms, f"{name}: {run_over}, {result}"
 
 
 def test_engine_killed_mid_session_is_replaced(mgpu_engine: EngineFactory, request: pytest.FixtureRequest) -> None:
