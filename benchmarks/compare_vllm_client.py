@@ -52,6 +52,8 @@ token. A client's mean less the engine's is what its clock adds (`ttft_over_engi
 receive path). When every run has it, the TTFT verdict compares clients on one engine: the engine's part of a
 median TTFT plus each run's offset (`engine_referenced`); the runs' medians are still printed, with their own
 verdict, uncounted; and the engine's own mean TTFT under each client shows whether they load it differently.
+Median TPOT likewise, from the engine's per-request TPOT (`tpot_over_engine_ms`), and output throughput from
+the engine's mean end-to-end latency (`engine_referenced`).
 
 It starts vLLM's CPU build on the bundled tiny model (every engine process on core 0; clients
 unpinned, as in a user's test, unless --client-cpu) unless --base-url names a running server.
@@ -466,19 +468,31 @@ def rounds_to_resolve(ratio: float, interval: tuple[float, float], limit: float,
     return 2 * max(n_pairs, math.ceil(n_pairs * (half / margin) ** 2))
 
 
-def engine_referenced(rounds: list[dict[str, dict[str, Any]]],
-                      tools: tuple[str, ...]) -> list[dict[str, dict[str, Any]]] | None:
+def engine_referenced(rounds: list[dict[str, dict[str, Any]]], tools: tuple[str, ...],
+                      concurrency: int = 1) -> list[dict[str, dict[str, Any]]] | None:
     """The rounds with each run's median TTFT put on one engine: the engine's part of a median TTFT (the
     median over every run of its median TTFT less its client's offset) plus that run's own offset.
 
     `clock_ttft_ms` then differs between two clients only by what their clocks add to the engine's (its
     run-to-run phase is gone), `clock_ttft_ms_less_client` also takes vLLM's own send time off its run.
     None unless every run carries its offset (an engine without the counters, or older --out files).
+
+    Output throughput likewise, where the engine gives its mean end-to-end latency: in a closed loop of
+    `concurrency` slots each request takes duration x c / n of a run, the engine's mean e2e latency of it
+    and the client the rest (its send and receive paths, and the gap before a slot sends again);
+    `clock_output_throughput` is the run's throughput with the engine's part replaced by the median one.
     """
     runs = [r[t] for r in rounds for t in tools]
     if not runs or not all(isinstance(x.get("ttft_over_engine_ms"), int | float) for x in runs):
         return None
     part = statistics.median(float(x["median_ttft_ms"]) - float(x["ttft_over_engine_ms"]) for x in runs)
+    # TPOT alike, where the engine exports its per-request TPOT: both clients read it within 0.005 ms on the
+    # CPU box while the engine's own TPOT moved 10% between runs
+    tpot = all(isinstance(x.get("tpot_over_engine_ms"), int | float) for x in runs)
+    tpot_part = statistics.median(float(x["median_tpot_ms"]) - float(x["tpot_over_engine_ms"]) for x in runs) \
+        if tpot else math.nan
+    e2el = all(isinstance(x.get("engine_mean_e2el_ms"), int | float) and x.get("completed") for x in runs)
+    e2el_part = statistics.median(float(x["engine_mean_e2el_ms"]) for x in runs) if e2el else math.nan
     out = []
     for r in rounds:
         this = {}
@@ -486,8 +500,20 @@ def engine_referenced(rounds: list[dict[str, dict[str, Any]]],
             clock = part + float(x.get("ttft_over_engine_ms", math.nan))
             less = clock - (float(x.get("vllm_client_extra_ms", 0.0)) if t == "vllm" else 0.0)
             this[t] = {**x, "engine_part_ms": part, "clock_ttft_ms": clock, "clock_ttft_ms_less_client": less}
+            if tpot:
+                this[t]["clock_tpot_ms"] = tpot_part + float(x.get("tpot_over_engine_ms", math.nan))
+            if e2el:
+                per_request_ms = _per_request_ms(x, concurrency)
+                this[t]["client_per_request_ms"] = per_request_ms - float(x["engine_mean_e2el_ms"])
+                this[t]["clock_output_throughput"] = float(x["output_throughput"]) * per_request_ms / (
+                    e2el_part + this[t]["client_per_request_ms"])
         out.append(this)
     return out
+
+
+def _per_request_ms(run: dict[str, Any], concurrency: int) -> float:
+    """A request's share of a closed-loop run: duration x concurrency / completed requests."""
+    return 1000.0 * float(run["duration"]) * concurrency / float(run["completed"])
 
 
 def pooled_median(rounds: list[dict[str, dict[str, Any]]], tool: str) -> float:
@@ -515,7 +541,9 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
     judge_tool = tools[-1]  # like with like: vLLM's own prompts when that run is there, else our text prompts
     verdicts: list[str] = []
 
-    referenced = engine_referenced(judged, ("vllm", *tools))
+    referenced = engine_referenced(judged, ("vllm", *tools), a.max_concurrency)
+    tpot_clock = bool(referenced) and "clock_tpot_ms" in referenced[0]["vllm"]
+    tput_clock = bool(referenced) and "clock_output_throughput" in referenced[0]["vllm"]
 
     def verdict(metric: str, limit: float, base: str, of: list[dict[str, dict[str, Any]]] | None = None,
                 counted: bool = True) -> str:
@@ -551,9 +579,10 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
         del limits["median_ttft_ms_less_client"]
     for metric in SHOWN:
         ratios = {t: balanced_ratio(judged, t, metric) for t in tools}
-        # TTFT: the verdict is on the engine's clock when the engine has one (`engine_referenced`)
-        text = verdict(metric, limits[metric], "vllm", counted=not (referenced and "ttft" in metric)) \
-            if metric in limits else ""
+        # TTFT and TPOT: the verdict is on the engine's clock when the engine has one (`engine_referenced`)
+        on_clock = bool(referenced) and ("ttft" in metric or (metric == "median_tpot_ms" and tpot_clock)
+                                         or (metric == "output_throughput" and tput_clock))
+        text = verdict(metric, limits[metric], "vllm", counted=not on_clock) if metric in limits else ""
         print(f"{metric:<28}{med('vllm', metric):>9.2f}" + "".join(f"{med(t, metric):>19.2f}" for t in tools)
               + "".join(f"{ratios[t]:>21.3f}" for t in tools) + f"  {text}")
     if no_env:
@@ -572,7 +601,14 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
         print("against the engine's own clock (engine_clock.py), what each client's mean adds to the engine's, ms, "
               "median over runs (range): " + "  ".join(
                   f"{t}: TTFT {statistics.median(v):+.2f} ({min(v):+.2f} to {max(v):+.2f})"
-                  for t in ("vllm", *tools) for v in [[float(r[t]["ttft_over_engine_ms"]) for r in judged]]))
+                  + (f", TPOT {statistics.median(w):+.3f}" if w else "")
+                  for t in ("vllm", *tools) for v in [[float(r[t]["ttft_over_engine_ms"]) for r in judged]]
+                  for w in [[float(r[t]["tpot_over_engine_ms"]) for r in judged if "tpot_over_engine_ms" in r[t]]]))
+        print("TTFT on one engine, x/vllm with its 90% interval, as printed | less vLLM's send time: " + "  ".join(
+            f"{t}={balanced_ratio(referenced, t, 'clock_ttft_ms'):.3f} ({a[0]:.3f}-{a[1]:.3f}) | "
+            f"{balanced_ratio(referenced, t, 'clock_ttft_ms_less_client'):.3f} ({b[0]:.3f}-{b[1]:.3f})"
+            for t in tools for a, b in [(ratio_interval(referenced, t, "clock_ttft_ms"),
+                                         ratio_interval(referenced, t, "clock_ttft_ms_less_client"))]))
         base, metric = ("vllm-noenv", "clock_ttft_ms") if no_env else ("vllm", "clock_ttft_ms_less_client")
         part = referenced[0][base]["engine_part_ms"]
         print(f"median TTFT with both clients on one engine (the engine's part, {part:.2f} ms, plus each client's "
@@ -580,6 +616,17 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
               f"as printed {balanced_ratio(referenced, judge_tool, 'clock_ttft_ms', base=base):.3f}; "
               f"{metric} {balanced_ratio(referenced, judge_tool, metric, base=base):.3f}  "
               + verdict(metric, ttft_limit, base, of=referenced))
+        for metric, on, limit in (("clock_tpot_ms", tpot_clock, limits["median_tpot_ms"]),
+                                  ("clock_output_throughput", tput_clock, limits["output_throughput"])):
+            if on:
+                print(f"{metric.replace('clock_', '')} with both clients on one engine, x/vllm: " + "  ".join(
+                    f"{t}={balanced_ratio(referenced, t, metric):.4f}" for t in tools)
+                      + f"; on {judge_tool}: " + verdict(metric, limit, "vllm", of=referenced))
+        if tput_clock:
+            print("a request's time outside the engine (client paths and the gap before its slot sends again), "
+                  "ms, median over runs: " + "  ".join(
+                      f"{t}={statistics.median(float(r[t]['client_per_request_ms']) for r in referenced):.2f}"
+                      for t in ("vllm", *tools)))
         # the clocks agreeing is half of it: a client that paces its requests differently changes the engine's
         # TTFT itself. That shows here, but through the engine's run-to-run noise, which is what the clock
         # verdict removes; not counted (4 pairs of 15% noise read DISAGREE about as often as the runs' medians)
@@ -589,6 +636,10 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
               "noise; not counted), x/vllm: " + "  ".join(
                   f"{t}={r:.3f} ({lo:.3f}-{hi:.3f}) {judge(r, (lo, hi), ttft_limit)}"
                   for t, (r, (lo, hi)) in load.items()))
+        if all("engine_mean_tpot_ms" in r[t] for r in judged for t in ("vllm", *tools)):
+            print("the engine's own mean TPOT while each client ran, x/vllm: " + "  ".join(
+                f"{t}={balanced_ratio(judged, t, 'engine_mean_tpot_ms'):.3f} ({lo:.3f}-{hi:.3f})"
+                for t in tools for lo, hi in [ratio_interval(judged, t, "engine_mean_tpot_ms")]))
     pooled = {t: pooled_median(judged, t) for t in ("vllm", *tools)}
     if not math.isnan(pooled["vllm"]):
         print("pooled median TTFT (every request of the judged rounds), ms: "

@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -209,30 +210,44 @@ def test_the_engines_own_clock_is_read_from_its_metrics(compare: ModuleType) -> 
     assert compare.over_engine({"mean_ttft_ms": 1.0}, None) == {}
 
 
-def engine_phase_rounds(offset_ms: dict[str, float], n: int, seed: int = 0) -> list[dict[str, dict[str, Any]]]:
-    """Each run on an engine whose TTFT swings 15% from run to run (the H200's lockstep phase at c=16), plus
-    a client offset that barely moves: throughput and TPOT steady."""
+def engine_phase_rounds(offset_ms: dict[str, float], n: int, seed: int = 0,
+                        gap_ms: dict[str, float] | None = None) -> list[dict[str, dict[str, Any]]]:
+    """Each run on an engine whose TTFT swings 15% and TPOT 10% from run to run (the H200's lockstep phase at
+    c=16, the CPU box's speed), plus client offsets that barely move: 96 requests of 128 tokens at c=16, each
+    slot sending again `gap_ms` after its last response."""
     rng = random.Random(seed)
+    gap_ms = gap_ms or {}
     out = []
     for _ in range(n):
         r: dict[str, dict[str, Any]] = {}
         for name, off in offset_ms.items():
-            engine_ms = 60.0 * (1 + rng.gauss(0, 0.15))
+            engine_ms, engine_tpot = 60.0 * (1 + rng.gauss(0, 0.15)), 5.0 * (1 + rng.gauss(0, 0.10))
             run: dict[str, Any] = {m: 100.0 * (1 + rng.gauss(0, 0.002)) for m in SHOWN_METRICS}
             ttft = engine_ms + off + rng.gauss(0, 0.05)
+            tpot = engine_tpot + rng.gauss(0, 0.001)
+            engine_e2el = engine_ms + 127 * engine_tpot
+            duration_s = 96 / 16 * (engine_e2el + off + gap_ms.get(name, 0.5)) / 1000
             run.update(others_cores=0.0, median_ttft_ms=ttft, median_ttft_ms_less_client=ttft,
                        engine_mean_ttft_ms=engine_ms, ttft_over_engine_ms=ttft - engine_ms,
-                       vllm_client_extra_ms=0.9)
+                       median_tpot_ms=tpot, engine_mean_tpot_ms=engine_tpot, tpot_over_engine_ms=tpot - engine_tpot,
+                       engine_mean_e2el_ms=engine_e2el, duration=duration_s, completed=96,
+                       output_throughput=96 * 128 / duration_s, vllm_client_extra_ms=0.9)
             r[name] = run
         r["ours"].update(client={"cpu_util": 0.1, "loop_lag_p99_ms": 1.0, "dispatch_lag_p99_ms": 1.0}, findings=[])
         out.append(r)
     return out
 
 
+def one_engine(report: str, metric: str) -> float:
+    found = re.search(rf"^{metric} with both clients on one engine, x/vllm: ours=([0-9.]+)", report, re.M)
+    assert found, report
+    return float(found.group(1))
+
+
 def test_ttft_is_judged_on_the_engines_clock(compare: ModuleType, tmp_path: Path) -> None:
     # runs' medians that swing with the engine cannot settle 3%; each client's offset from the engine's own
     # TTFT can, both ways
-    args = {"input_len": 128, "output_len": 128, "num_prompts": 384, "max_concurrency": 16}
+    args = {"input_len": 128, "output_len": 128, "num_prompts": 96, "max_concurrency": 16}
     same = engine_phase_rounds({"vllm": 1.9, "ours": 1.0}, n=8)  # vLLM's 0.9 ms send time is its own
     assert compare.judge(compare.balanced_ratio(same, "ours", "median_ttft_ms"),  # 4 pairs of 15%: not even
                          compare.ratio_interval(same, "ours", "median_ttft_ms"), 0.03) != "agree"  # the sign
@@ -245,6 +260,15 @@ def test_ttft_is_judged_on_the_engines_clock(compare: ModuleType, tmp_path: Path
     assert "against the engine's own clock" in agree.stdout and "runs' medians: " in agree.stdout
     assert "clock_ttft_ms_less_client 1.00" in agree.stdout
     assert "the engine's own mean TTFT while each client ran" in agree.stdout
+    # TPOT and throughput alike: the engine's 10% swing is gone, what each client adds is compared
+    assert "runs' medians: " in agree.stdout.split("output_throughput", 2)[1].splitlines()[0]
+    assert one_engine(agree.stdout, "tpot_ms") == pytest.approx(1.0, abs=0.002)
+    assert one_engine(agree.stdout, "output_throughput") == pytest.approx(1.0, abs=0.005)
+    # a client that waits 30 ms before its slot sends again loses throughput the engine never saw
+    slow = _replay(tmp_path, {"args": args, "rounds": engine_phase_rounds({"vllm": 1.9, "ours": 1.0}, n=8,
+                                                                            gap_ms={"ours": 30.0})})
+    assert slow.returncode == 1, slow.stdout
+    assert one_engine(slow.stdout, "output_throughput") == pytest.approx(0.955, abs=0.01)  # 30 of ~680 ms
     late = _replay(tmp_path, {"args": args, "rounds": engine_phase_rounds({"vllm": 1.9, "ours": 7.0}, n=8)})
     assert late.returncode == 1 and "DISAGREE" in late.stdout, late.stdout  # ours adds 6 ms more: 10% of TTFT
     # older files (no offsets) keep the runs' medians as the verdict
