@@ -620,7 +620,8 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
                                   ("clock_output_throughput", tput_clock, limits["output_throughput"])):
             if on:
                 print(f"{metric.replace('clock_', '')} with both clients on one engine, x/vllm: " + "  ".join(
-                    f"{t}={balanced_ratio(referenced, t, metric):.4f}" for t in tools)
+                    f"{t}={balanced_ratio(referenced, t, metric):.4f} ({lo:.4f}-{hi:.4f})"
+                    for t in tools for lo, hi in [ratio_interval(referenced, t, metric)])
                       + f"; on {judge_tool}: " + verdict(metric, limit, "vllm", of=referenced))
         if tput_clock:
             print("a request's time outside the engine (client paths and the gap before its slot sends again), "
