@@ -7,13 +7,15 @@ share one engine; the last ones need other device sets and stop it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -46,26 +48,42 @@ def test_identical_spec_is_reused(mgpu_engine: EngineFactory) -> None:
     assert first.base_url == second.base_url
 
 
-def test_engine_clock_brackets_both_clients_measured_runs(mgpu_engine: EngineFactory, compare: ModuleType) -> None:
-    # benchmarks/compare_vllm_client.py compares each client with the engine's own TTFT over the same run:
-    # the counters must cover exactly the measured requests (no warm-up), and a client's clock, which starts
-    # before a request leaves and stops after its first token arrives, can only read more than the engine's
-    import argparse
+ENGINE_CLOCK_RUNS = """
+import argparse, importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("compare_vllm_client", sys.argv[1])
+compare = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compare)
+url, model, tokenizer = sys.argv[2:5]
+a = argparse.Namespace(input_len=32, output_len=4, num_prompts=6, max_concurrency=2)
+out = {}
+for name, run in (("ours", compare.run_ours), ("vllm", compare.run_vllm_client)):
+    marks = []
+    result = run(url, model, tokenizer, a, seed=5, at_start=lambda: marks.append(compare.engine_clock.read(url)))
+    window = compare.engine_clock.window(marks[0] if marks else None, compare.engine_clock.read(url))
+    out[name] = {"marks": len(marks), "mean_ttft_ms": result["mean_ttft_ms"],
+                 **compare.over_engine(result, window)}
+print("RESULT " + json.dumps(out))
+"""
 
+
+def test_engine_clock_brackets_both_clients_measured_runs(mgpu_engine: EngineFactory) -> None:
+    # benchmarks/compare_vllm_client.py compares each client with the engine's own TTFT over the same run:
+    # the counters must cover exactly the measured requests (no warm-up: vLLM's client sends 1 + c copies of
+    # its first prompt first, ours c), and a client's clock, which starts before a request leaves and stops
+    # after its first token arrives, can only read more than the engine's. (In a subprocess: vLLM's client
+    # imports vllm and torch, which this test process must not carry into later tests.)
     server = mgpu_engine(tp=1)
-    a = argparse.Namespace(input_len=32, output_len=4, num_prompts=6, max_concurrency=2)
-    for name in ("ours", "vllm"):  # vLLM's client warms up with 1 + c copies of its first prompt, ours with c
-        run = compare.run_vllm_client if name == "vllm" else compare.run_ours
-        marks: list[dict[str, float] | None] = []
-        result = run(server.base_url, server.model_name, server.tokenizer_path or server.model_name, a, seed=5,
-                     at_start=lambda: marks.append(compare.engine_clock.read(server.base_url)))  # noqa: B023
-        assert len(marks) == 1 and marks[0] is not None, f"{name}: the start of its measured run was not marked"
-        window = compare.engine_clock.window(marks[0], compare.engine_clock.read(server.base_url))
-        assert window is not None and window.requests == 6, f"{name}: {window}"
-        run_over = compare.over_engine(result, window)
-        assert window.mean_ttft_ms is not None and window.mean_ttft_ms > 0
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "compare_vllm_client.py"
+    proc = subprocess.run([sys.executable, "-c", ENGINE_CLOCK_RUNS, str(script), server.base_url, server.model_name,
+                           server.tokenizer_path or server.model_name], capture_output=True, text=True, timeout=600)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-3000:]
+    for name, run in json.loads(lines[-1][len("RESULT "):]).items():
+        assert run["marks"] == 1, f"{name}: the start of its measured run was not marked once: {run}"
+        assert run["engine_requests"] == 6, f"{name}: the window is not the measured requests: {run}"
+        assert run["engine_mean_ttft_ms"] > 0 and run["engine_mean_tpot_ms"] > 0
         # a correctness bound, not a speed one: what the client adds is its own paths, not a second TTFT
-        assert 0 <= run_over["ttft_over_engine_ms"] < window.mean_ttft_ms, f"{name}: {run_over}, {result}"
+        assert 0 <= run["ttft_over_engine_ms"] < run["engine_mean_ttft_ms"], f"{name}: {run}"
 
 
 def test_engine_killed_mid_session_is_replaced(mgpu_engine: EngineFactory, request: pytest.FixtureRequest) -> None:
