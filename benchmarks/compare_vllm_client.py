@@ -519,6 +519,12 @@ def _per_request_ms(run: dict[str, Any], concurrency: int) -> float:
     return 1000.0 * float(run["duration"]) * concurrency / float(run["completed"])
 
 
+def with_interval(rounds: list[dict[str, dict[str, Any]]], tool: str, metric: str, digits: int = 3) -> str:
+    """'ratio (low-high)': `balanced_ratio` of tool over vLLM's client with its `ratio_interval`, for a report line."""
+    low, high = ratio_interval(rounds, tool, metric)
+    return f"{balanced_ratio(rounds, tool, metric):.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
+
+
 def pooled_median(rounds: list[dict[str, dict[str, Any]]], tool: str) -> float:
     """The median TTFT over every request of every round (nan when a run kept no per-request TTFTs)."""
     values = [x for r in rounds for x in r[tool].get("ttfts_ms", ())]
@@ -598,8 +604,7 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
             print(f"{metric:<28}" + "".join(f"{t + '/noenv':>24}={r:.3f}" for t, r in ratios.items()) + f"  {text}")
     # the TTFT each client printed, no correction: what a user reads off the two reports side by side
     print("median TTFT as printed, x/vllm with its " f"{LEVEL:.0%} interval: " + "  ".join(
-        f"{t}={balanced_ratio(judged, t, 'median_ttft_ms'):.3f} ({lo:.3f}-{hi:.3f})"
-        for t in tools for lo, hi in [ratio_interval(judged, t, "median_ttft_ms")]))
+        f"{t}={with_interval(judged, t, 'median_ttft_ms')}" for t in tools))
     if referenced:
         print("against the engine's own clock (engine_clock.py), what each client's mean adds to the engine's, ms, "
               "median over runs (range): " + "  ".join(
@@ -608,10 +613,8 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
                   for t in ("vllm", *tools) for v in [[float(r[t]["ttft_over_engine_ms"]) for r in judged]]
                   for w in [[float(r[t]["tpot_over_engine_ms"]) for r in judged if "tpot_over_engine_ms" in r[t]]]))
         print("TTFT on one engine, x/vllm with its 90% interval, as printed | less vLLM's send time: " + "  ".join(
-            f"{t}={balanced_ratio(referenced, t, 'clock_ttft_ms'):.3f} ({a[0]:.3f}-{a[1]:.3f}) | "
-            f"{balanced_ratio(referenced, t, 'clock_ttft_ms_less_client'):.3f} ({b[0]:.3f}-{b[1]:.3f})"
-            for t in tools for a, b in [(ratio_interval(referenced, t, "clock_ttft_ms"),
-                                         ratio_interval(referenced, t, "clock_ttft_ms_less_client"))]))
+            f"{t}={with_interval(referenced, t, 'clock_ttft_ms')} | "
+            f"{with_interval(referenced, t, 'clock_ttft_ms_less_client')}" for t in tools))
         base, metric = ("vllm-noenv", "clock_ttft_ms") if no_env else ("vllm", "clock_ttft_ms_less_client")
         part = referenced[0][base]["engine_part_ms"]
         print(f"median TTFT with both clients on one engine (the engine's part, {part:.2f} ms, plus each client's "
@@ -623,8 +626,7 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
                                   ("clock_output_throughput", tput_clock, limits["output_throughput"])):
             if on:
                 print(f"{metric.replace('clock_', '')} with both clients on one engine, x/vllm: " + "  ".join(
-                    f"{t}={balanced_ratio(referenced, t, metric):.4f} ({lo:.4f}-{hi:.4f})"
-                    for t in tools for lo, hi in [ratio_interval(referenced, t, metric)])
+                    f"{t}={with_interval(referenced, t, metric, digits=4)}" for t in tools)
                       + f"; on {judge_tool}: " + verdict(metric, limit, "vllm", of=referenced))
         if tput_clock:
             print("a request's time outside the engine (client paths and the gap before its slot sends again), "
@@ -642,8 +644,7 @@ def report(rounds: list[dict[str, dict[str, Any]]], a: argparse.Namespace) -> in
                   for t, (r, (lo, hi)) in load.items()))
         if all("engine_mean_tpot_ms" in r[t] for r in judged for t in ("vllm", *tools)):
             print("the engine's own mean TPOT while each client ran, x/vllm: " + "  ".join(
-                f"{t}={balanced_ratio(judged, t, 'engine_mean_tpot_ms'):.3f} ({lo:.3f}-{hi:.3f})"
-                for t in tools for lo, hi in [ratio_interval(judged, t, "engine_mean_tpot_ms")]))
+                f"{t}={with_interval(judged, t, 'engine_mean_tpot_ms')}" for t in tools))
     pooled = {t: pooled_median(judged, t) for t in ("vllm", *tools)}
     if not math.isnan(pooled["vllm"]):
         print("pooled median TTFT (every request of the judged rounds), ms: "

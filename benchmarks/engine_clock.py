@@ -62,7 +62,8 @@ class EngineWindow:
 
 
 def window(before: dict[str, float] | None, after: dict[str, float] | None) -> EngineWindow | None:
-    """The engine's numbers between two `read`s; None when either read failed or nothing finished."""
+    """The engine's numbers between two `read`s; None when either read failed, or when no request finished
+    and no prompt token was asked of the prefix cache in between."""
     if before is None or after is None:
         return None
 
