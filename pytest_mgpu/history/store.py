@@ -3,8 +3,10 @@
 Many writers append at once (xdist workers, several CI runners): each run is one transaction,
 each measurement has a unique uuid (a second insert of the same uuid is skipped, never doubled).
 SQLite runs in WAL mode with a busy timeout, every transaction takes the write lock up front
-(`BEGIN IMMEDIATE`), and a "database is locked" that outlasts the timeout is retried. Every
-failure is a `HistoryError` naming the store with its password masked.
+(`BEGIN IMMEDIATE`), and a "database is locked" that outlasts the timeout is retried. On
+PostgreSQL, opening takes a transaction-scoped advisory lock before it looks at the schema, so
+runners that open a new store at once create it once. Every failure is a `HistoryError` naming
+the store with its password masked.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ T = TypeVar("T")
 SQLITE_BUSY_MS = 30_000
 _RETRIES = 8
 _PG_CONNECT_TIMEOUT_S = 5
+# pg_advisory_xact_lock key held while a PostgreSQL store's schema is read, created or migrated
+# (advisory locks are per database, so one constant serves every store on a server).
+_PG_SCHEMA_LOCK = 0x6D677075  # "mgpu"
 
 
 class HistoryError(Exception):
@@ -79,11 +84,15 @@ class HistoryStore:
         self.close()
 
     def _migrate(self) -> None:
-        from sqlalchemy import insert, inspect, select, update
+        from sqlalchemy import insert, inspect, select, text, update
 
         from pytest_mgpu.history import schema
 
         with self._begin() as conn:
+            if self.url.dialect == "postgresql":
+                # Without it two runners could both see no table; the later one's CREATE then found
+                # the tables made and skipped, and both inserted a version row (CI saw "Multiple rows").
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK})
             if not inspect(conn).has_table(schema.schema_version.name):
                 schema.MIGRATIONS[1](conn)
                 conn.execute(insert(schema.schema_version).values(version=1))

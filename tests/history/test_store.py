@@ -6,8 +6,10 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -178,3 +180,61 @@ def test_a_multi_node_measurement_becomes_a_row_named_with_its_node_link() -> No
     row = row_from_result("t.py::test_two_nodes", result, None)
     assert row.spec_label == "vllm tp=2 pp=1 devices=2 nodes=2 over gloo/TCP loopback --api-key ***"
     assert (row.fingerprint, row.recorded_utc) == ("cpu-x", "2026-12-02T12:00:00+00:00")
+
+
+
+def _open_at(url: HistoryUrl, go: Any, results: Any) -> None:
+    go.wait()
+    try:
+        HistoryStore.open(url).close()
+    except HistoryError as exc:
+        results.put(str(exc))
+    else:
+        results.put("")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_runners_opening_a_new_store_at_once_make_one_schema(backend: str, tmp_path: Path,
+                                                             request: pytest.FixtureRequest) -> None:
+    """Eight processes open each of ten new stores at the same instant: one schema, one version row, no failure.
+
+    CI caught two pytest processes creating one new PostgreSQL store: both saw no table, the later
+    one's CREATE found the tables made and skipped, and both inserted a version row, so an open
+    failed on "Multiple rows were found". Threads never hit it (the GIL spaced them out); forked
+    processes did in 3 of 20 stores before the fix.
+    """
+    import multiprocessing
+
+    from sqlalchemy import func, select
+
+    fork = multiprocessing.get_context("fork")
+    for n in range(10):
+        if backend == "sqlite":
+            url = parse(f"sqlite:///h{n}.db", tmp_path)
+        else:
+            url = parse(request.getfixturevalue("pg_database") if n == 0 else _new_database(request), tmp_path)
+        assert url is not None
+        go, results = fork.Event(), fork.Queue()
+        runners = [fork.Process(target=_open_at, args=(url, go, results)) for _ in range(8)]
+        for r in runners:
+            r.start()
+        time.sleep(0.3)  # every runner waiting on the event
+        go.set()
+        errors = [e for e in (results.get(timeout=120) for _ in runners) if e]
+        for r in runners:
+            r.join(timeout=30)
+        assert errors == [], f"store {n}"
+        with HistoryStore.open(url) as store:
+            assert store.version() == schema.SCHEMA_VERSION
+            with store.engine.connect() as conn:
+                assert conn.execute(select(func.count()).select_from(schema.schema_version)).scalar_one() == 1
+
+
+def _new_database(request: pytest.FixtureRequest) -> str:
+    import psycopg
+
+    server = request.getfixturevalue("postgres_url")
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return str(server).replace("/postgres?", f"/{name}?")
