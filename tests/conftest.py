@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -12,12 +11,6 @@ from types import ModuleType
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-
-# pytester points HOME at each test's own directory, so every engine started inside a pytester
-# test compiled its torch.compile graphs afresh, ~30 s of each start. Keep vLLM's cache where
-# vLLM keeps it for this user (decided before any test moves HOME); vLLM writes it atomically.
-os.environ.setdefault("VLLM_CACHE_ROOT",
-                      str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vllm"))
 
 
 def pytest_report_header(config: pytest.Config) -> str:
