@@ -111,14 +111,19 @@ def _stop_postgres(data: Path) -> None:
 @pytest.fixture
 def pg_database(postgres_url: str) -> str:
     """A fresh, empty database on the session's server (one per test: tests never see each other's rows)."""
+    return new_database(postgres_url)
+
+
+def new_database(server_url: str) -> str:
+    """Create an empty database on the server at `server_url`; its URL."""
     import uuid
 
     import psycopg
 
     name = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    return postgres_url.replace("/postgres?", f"/{name}?")
+    return server_url.replace("/postgres?", f"/{name}?")
 
 
 @pytest.fixture(scope="module")

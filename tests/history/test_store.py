@@ -18,7 +18,7 @@ from pytest_mgpu.history.rows import MeasurementRow, RunInfo, redacted_spec
 from pytest_mgpu.history.store import HistoryError, HistoryStore
 from pytest_mgpu.history.url import HistoryUrl, mask, parse
 
-from .conftest import free_port
+from .conftest import free_port, new_database
 
 
 def make_row(value: float, i: int, *, nodeid: str = "t.py::test_a", when: str | None = None,
@@ -182,7 +182,6 @@ def test_a_multi_node_measurement_becomes_a_row_named_with_its_node_link() -> No
     assert (row.fingerprint, row.recorded_utc) == ("cpu-x", "2026-12-02T12:00:00+00:00")
 
 
-
 def _open_at(url: HistoryUrl, go: Any, results: Any) -> None:
     go.wait()
     try:
@@ -209,32 +208,26 @@ def test_runners_opening_a_new_store_at_once_make_one_schema(backend: str, tmp_p
 
     fork = multiprocessing.get_context("fork")
     for n in range(10):
-        if backend == "sqlite":
-            url = parse(f"sqlite:///h{n}.db", tmp_path)
-        else:
-            url = parse(request.getfixturevalue("pg_database") if n == 0 else _new_database(request), tmp_path)
+        raw = f"sqlite:///h{n}.db" if backend == "sqlite" else new_database(request.getfixturevalue("postgres_url"))
+        url = parse(raw, tmp_path)
         assert url is not None
         go, results = fork.Event(), fork.Queue()
         runners = [fork.Process(target=_open_at, args=(url, go, results)) for _ in range(8)]
-        for r in runners:
-            r.start()
-        time.sleep(0.3)  # every runner waiting on the event
-        go.set()
-        errors = [e for e in (results.get(timeout=120) for _ in runners) if e]
-        for r in runners:
-            r.join(timeout=30)
+        try:
+            for r in runners:
+                r.start()
+            time.sleep(0.3)  # every runner waiting on the event
+            go.set()
+            errors = [e for e in (results.get(timeout=120) for _ in runners) if e]
+        finally:
+            go.set()  # no runner waits forever should a start fail
+            for r in runners:
+                r.join(timeout=30)
+                if r.is_alive():
+                    r.kill()
         assert errors == [], f"store {n}"
         with HistoryStore.open(url) as store:
             assert store.version() == schema.SCHEMA_VERSION
             with store.engine.connect() as conn:
                 assert conn.execute(select(func.count()).select_from(schema.schema_version)).scalar_one() == 1
 
-
-def _new_database(request: pytest.FixtureRequest) -> str:
-    import psycopg
-
-    server = request.getfixturevalue("postgres_url")
-    name = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return str(server).replace("/postgres?", f"/{name}?")
